@@ -1,0 +1,51 @@
+/**
+ * Escaping of untrusted text (remote instructions, error strings, log lines) for the job summary, which
+ * GitHub renders as GitHub-flavoured markdown with inline HTML. Remote text must stay text: no tags,
+ * no table breaks, no code spans, no links, no math.
+ */
+
+// Everything markdown or HTML could give a meaning to, as numeric entities (they render as the
+// character and are decoded only after table cells and inline markup are parsed).
+const MARKDOWN_SPECIAL = /[&<>"'`|*_[\]\\~#!$@(){}+=:^-]/g
+const HTML_SPECIAL = /[&<>"']/g
+
+// CSI / OSC / two-byte escape sequences: the summary does not render ANSI colours (platform §2.10).
+const ANSI_SEQUENCE = /\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])?/g
+// Remaining controls except tab and line breaks, which the callers decide about.
+const CONTROL = /[\x00-\x08\x0B\x0C\x0E-\x1F\x7F]/g
+
+function entity(char: string): string {
+  return `&#${char.charCodeAt(0)};`
+}
+
+/** Drops terminal escape sequences and invisible controls that have no place in a summary. */
+export function stripTerminalCodes(text: string): string {
+  return text.replace(ANSI_SEQUENCE, '').replace(CONTROL, '')
+}
+
+/**
+ * Escapes text for inline markdown, including a table cell: every markup character becomes an entity
+ * and line breaks become `<br>` so a value stays in its cell.
+ */
+export function escapeMarkdownInline(text: string): string {
+  return stripTerminalCodes(text)
+    .replace(MARKDOWN_SPECIAL, entity)
+    .replace(/\r\n|\r|\n/g, '<br>')
+}
+
+/**
+ * Escapes text for the inside of an HTML block such as `<pre>`: markdown is not parsed there, so only
+ * HTML needs neutralising (which also makes a `</pre>` in the text harmless).
+ */
+export function escapeHtml(text: string): string {
+  return stripTerminalCodes(text).replace(HTML_SPECIAL, entity)
+}
+
+/** Shortens text to at most `maxChars` characters, marking the cut, never splitting a surrogate pair. */
+export function truncateText(text: string, maxChars: number): string {
+  if (text.length <= maxChars) return text
+  let cut = Math.max(0, maxChars - 1)
+  const code = text.charCodeAt(cut - 1)
+  if (code >= 0xd800 && code <= 0xdbff) cut--
+  return `${text.slice(0, cut)}…`
+}
