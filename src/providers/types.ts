@@ -51,3 +51,62 @@ export interface OperationOutcome {
 export interface OutputSink {
   write(stream: 'stdout' | 'stderr', chunk: Uint8Array): void
 }
+
+/** A local file to place in the sandbox, already hashed. */
+export interface LocalFile {
+  absPath: string
+  size: number
+  /** Hex sha256 of the content. */
+  sha256: string
+}
+
+/** Files to place in the sandbox: absolute sandbox path → local file, mode and owner. */
+export type FilePlacement = Record<string, { file: LocalFile; mode: string; uid: number; gid: number }>
+
+/** Turns placements into the run request's file map once the service holds every file. */
+export function toSandboxFiles(placement: FilePlacement, ids: ReadonlyMap<string, string>): Record<string, SandboxFile> {
+  const files: Record<string, SandboxFile> = {}
+  for (const [sandboxPath, { file, mode, uid, gid }] of Object.entries(placement)) {
+    const uuid = ids.get(file.sha256)
+    if (!uuid) throw new Error(`internal: ${file.absPath} (${file.sha256}) was not stored before use`)
+    files[sandboxPath] = { uuid, mode, uid, gid }
+  }
+  return files
+}
+
+/** Called the moment a remote operation exists, before anything else happens to it. */
+export type OperationStarted = (operationId: string) => void
+
+export interface StartOptions {
+  /** Human label for logs and the state file: "run", "import python:3.12", "step 2/5". */
+  label: string
+  signal?: AbortSignal
+}
+
+/**
+ * What the action asks of a sandbox service, in the action's own terms. One implementation per
+ * service under providers/<name>/.
+ */
+export interface Provider {
+  readonly name: string
+  /** UUID of an existing image: a UUID is checked, a tag is looked up exactly (never by prefix). Null when absent. */
+  findImage(ref: { uuid: string } | { tag: string }, signal?: AbortSignal): Promise<string | null>
+  imageExists(uuid: string, signal?: AbortSignal): Promise<boolean>
+  tagImage(uuid: string, tag: string, signal?: AbortSignal): Promise<void>
+  /** Makes sure the service holds these files; uploads only what it lacks. Returns sha256 → remote file id. */
+  ensureFiles(files: readonly LocalFile[], signal?: AbortSignal): Promise<{ ids: Map<string, string>; uploaded: number; uploadedBytes: number }>
+  /** Stores bytes fetched elsewhere (e.g. `ADD <url>`), returning the remote file id. */
+  storeBytes(bytes: Uint8Array, signal?: AbortSignal): Promise<string>
+  /** Runs a command, streaming its output to `sink`, until the operation ends. */
+  run(request: RunRequest, sink: OutputSink, options: StartOptions): Promise<OperationOutcome>
+  /** Imports a registry image, streaming progress to `sink`. */
+  importImage(
+    request: { reference: string; credentials?: { username: string; password: string }; tag?: string },
+    sink: OutputSink,
+    options: StartOptions,
+  ): Promise<OperationOutcome>
+  /** Current status of an operation; null when the service does not know it. */
+  operationStatus(operationId: string, signal?: AbortSignal): Promise<OperationStatus | null>
+  /** Asks the service to stop an operation. Resolves to a short description of what happened. */
+  cancel(operationId: string, timeoutMs: number): Promise<string>
+}

@@ -1,0 +1,122 @@
+/**
+ * The registry of live remote work, and what happens when the job is cancelled. Every operation id is
+ * written to step state the moment it exists, so that even a hard kill leaves the post step a way to
+ * cancel it. On SIGINT/SIGTERM the live work is cancelled at once (the runner allows ~7.5 s before
+ * SIGTERM and ~10 s before a kill), then the main flow, aborted through the shared signal, records
+ * the final state and the process exits non-zero.
+ */
+import * as core from '@actions/core'
+import { errorMessage } from './errors.ts'
+import type { RemoteWork } from './state.ts'
+
+export type CancelRemote = (work: RemoteWork) => Promise<string>
+
+export class RemoteWorkRegistry {
+  private readonly work = new Map<string, RemoteWork>()
+  private readonly save: (work: readonly RemoteWork[]) => void
+  private cancelRemote: CancelRemote | undefined
+  private readonly cancellations: Promise<unknown>[] = []
+
+  constructor(save: (work: readonly RemoteWork[]) => void) {
+    this.save = save
+  }
+
+  /** Records a just-created operation. If the job is already being cancelled, cancels it right away. */
+  add(entry: Omit<RemoteWork, 'state'>): void {
+    const work: RemoteWork = { ...entry, state: 'live' }
+    this.work.set(work.operationId, work)
+    this.persist()
+    if (this.cancelRemote) this.cancellations.push(this.cancelOne(work, this.cancelRemote))
+  }
+
+  /** The action saw the operation reach a terminal status. */
+  finish(operationId: string): void {
+    const work = this.work.get(operationId)
+    if (!work || work.state === 'done') return
+    work.state = 'done'
+    this.persist()
+  }
+
+  live(): RemoteWork[] {
+    return [...this.work.values()].filter((work) => work.state !== 'done')
+  }
+
+  get cancelling(): boolean {
+    return this.cancelRemote !== undefined
+  }
+
+  /** Cancels all live work in parallel; later `add`s are cancelled as they arrive. Resolves when all settled. */
+  async cancelAll(cancelRemote: CancelRemote): Promise<void> {
+    this.cancelRemote ??= cancelRemote
+    for (const work of this.live()) this.cancellations.push(this.cancelOne(work, cancelRemote))
+    await Promise.allSettled(this.cancellations)
+  }
+
+  private async cancelOne(work: RemoteWork, cancelRemote: CancelRemote): Promise<void> {
+    if (work.state !== 'live') return
+    work.state = 'cancel-requested'
+    this.persist()
+    try {
+      const result = await cancelRemote(work)
+      core.info(`Cancelled ${work.label} (operation ${work.operationId}): ${result}`)
+    } catch (error) {
+      core.warning(`Could not cancel ${work.label} (operation ${work.operationId}); the post step will try again: ${errorMessage(error)}`)
+    }
+  }
+
+  private persist(): void {
+    this.save([...this.work.values()])
+  }
+}
+
+export interface CancellationOptions {
+  registry: RemoteWorkRegistry
+  cancelRemote: CancelRemote
+  /** Aborted on the first signal, so every request and wait in the main flow stops. */
+  controller: AbortController
+  /** Ends the process; injected so that only the entry file decides how. */
+  exit: (code: number) => void
+  /** After this long, exit even if the main flow has not wound down (it should long before). */
+  graceMs?: number
+}
+
+export interface Cancellation {
+  /** The signal that arrived, if any. */
+  readonly signal: NodeJS.Signals | undefined
+  /** Settles when the remote cancellation requests are done (immediately if no signal came). */
+  settled(): Promise<void>
+  dispose(): void
+}
+
+/** Installs SIGINT/SIGTERM handlers for the duration of the main flow. */
+export function installCancellation(options: CancellationOptions): Cancellation {
+  let received: NodeJS.Signals | undefined
+  let cancelling: Promise<void> = Promise.resolve()
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (received) {
+      // A second signal (the runner's SIGTERM 7.5 s after SIGINT): state is already written; stop now.
+      core.info(`Received ${signal} while cancelling; exiting.`)
+      options.exit(1)
+      return
+    }
+    received = signal
+    const live = options.registry.live()
+    core.info(`Received ${signal}: the job is being cancelled; cancelling ${live.length} remote operation(s).`)
+    cancelling = options.registry.cancelAll(options.cancelRemote)
+    options.controller.abort(new Error(`cancelled by ${signal}`))
+    const timer = setTimeout(() => options.exit(1), options.graceMs ?? 6000)
+    timer.unref()
+  }
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
+  return {
+    get signal() {
+      return received
+    },
+    settled: () => cancelling,
+    dispose: () => {
+      process.off('SIGINT', onSignal)
+      process.off('SIGTERM', onSignal)
+    },
+  }
+}

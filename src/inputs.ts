@@ -1,0 +1,310 @@
+/**
+ * The only module that reads workflow inputs. It validates everything before any remote call and
+ * returns one typed object; every error names its input, quotes the bad value and says what was expected.
+ */
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import * as core from '@actions/core'
+import { InputError } from './errors.ts'
+
+export const DEFAULT_CONTREE_URL = 'https://api.tokenfactory.nebius.com/sandboxes'
+
+/**
+ * Defaults of the optional inputs, spelled once. action.yml states the same values for the runner
+ * (a unit test keeps the two in step); these apply when an input is absent, e.g. in local runs.
+ */
+export const INPUT_DEFAULTS = {
+  provider: 'contree',
+  context: '.',
+  'no-cache': 'false',
+  cache: 'true',
+  shell: 'true',
+  timeout: '600',
+  disposable: 'false',
+  'upload-to': '/workspace',
+  'fail-on-exit-code': 'true',
+  summary: 'true',
+} as const
+
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+const ENV_KEY_RE = /^[A-Za-z_][A-Za-z0-9_]*$/
+const MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
+
+/** How the user named an image; resolution against the service happens later. */
+export type ImageSpec =
+  | { kind: 'uuid'; uuid: string }
+  /** `tag:NAME`: a ConTree tag, never imported. */
+  | { kind: 'tag'; tag: string }
+  /** A bare name: a ConTree tag when one exists, else a registry reference to import. */
+  | { kind: 'name'; name: string }
+
+export interface BuildInputs {
+  /** Absolute path of the Dockerfile. */
+  dockerfile: string
+  /** Absolute path of the build context. */
+  context: string
+  buildArgs: Record<string, string>
+}
+
+export interface RunInputs {
+  command: string
+  args?: string[]
+  shell: boolean
+  env: Record<string, string>
+  /** Absolute sandbox path, when set. */
+  cwd?: string
+  timeoutSeconds: number
+  disposable: boolean
+}
+
+export interface UploadInputs {
+  /** Absolute local paths, each inside `root`. */
+  paths: string[]
+  /** The workspace; sandbox paths keep their position relative to it. */
+  root: string
+  /** Absolute sandbox directory the paths are placed under. */
+  to: string
+}
+
+export interface Inputs {
+  provider: 'contree'
+  /** Base URL without a trailing slash. */
+  apiUrl: string
+  token: string
+  project?: string
+  image?: ImageSpec
+  registryCredentials?: { username: string; password: string }
+  build?: BuildInputs
+  tag?: string
+  noCache: boolean
+  cache: boolean
+  run?: RunInputs
+  upload?: UploadInputs
+  failOnExitCode: boolean
+  summary: boolean
+  workspace: string
+}
+
+type InputName = keyof typeof INPUT_DEFAULTS | string
+
+function raw(name: InputName): string {
+  const value = core.getInput(name)
+  if (value !== '') return value
+  return (INPUT_DEFAULTS as Record<string, string>)[name] ?? ''
+}
+
+function parseBoolean(name: InputName): boolean {
+  const value = raw(name)
+  if (/^(true|True|TRUE)$/.test(value)) return true
+  if (/^(false|False|FALSE)$/.test(value)) return false
+  throw new InputError(name, `expected true or false, got "${value}"`)
+}
+
+/** Splits a list input on newlines, or on commas when it is a single line. Blank entries are dropped. */
+export function splitList(value: string): string[] {
+  const lines = value.split(/\r?\n/)
+  const items = lines.length === 1 ? value.split(',') : lines
+  return items.map((item) => item.trim()).filter((item) => item !== '')
+}
+
+/** Parses `KEY=VALUE` lines; the value may contain `=` and keeps its inner spaces. */
+export function parseKeyValueLines(name: InputName, value: string, allowCommas: boolean): Record<string, string> {
+  const result: Record<string, string> = {}
+  const lines = value.split(/\r?\n/)
+  const entries = allowCommas && lines.length === 1 ? value.split(',') : lines
+  entries.forEach((entry, index) => {
+    const line = entry.trim()
+    if (line === '' || line.startsWith('#')) return
+    const eq = line.indexOf('=')
+    const key = eq < 0 ? line : line.slice(0, eq).trim()
+    if (eq < 0 || !ENV_KEY_RE.test(key)) {
+      throw new InputError(name, `entry ${index + 1} "${line}" is not KEY=VALUE (KEY is letters, digits and _, not starting with a digit)`)
+    }
+    result[key] = line.slice(eq + 1)
+  })
+  return result
+}
+
+export function parseApiUrl(value: string): string {
+  let url: URL
+  try {
+    url = new URL(value)
+  } catch {
+    throw new InputError('api-url', `"${value}" is not a URL; expected e.g. https://contree.example.com`)
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new InputError('api-url', `"${value}" must use http or https`)
+  }
+  if (url.username || url.password || url.search || url.hash) {
+    throw new InputError('api-url', `"${url.origin}${url.pathname}" must not carry credentials, a query or a fragment`)
+  }
+  return `${url.origin}${url.pathname}`.replace(/\/+$/, '')
+}
+
+export function parseTimeout(value: string): number {
+  if (!/^\d+$/.test(value.trim())) {
+    throw new InputError('timeout', `"${value}" is not a whole number of seconds (expected 1 to ${MAX_TIMEOUT_SECONDS})`)
+  }
+  const seconds = Number(value.trim())
+  if (seconds < 1 || seconds > MAX_TIMEOUT_SECONDS) {
+    throw new InputError('timeout', `${seconds} is out of range (expected 1 to ${MAX_TIMEOUT_SECONDS} seconds)`)
+  }
+  return seconds
+}
+
+/** Registry references: lower-case path components, optional host[:port], tag and/or digest. */
+const REFERENCE_RE =
+  /^(?:[a-zA-Z0-9.-]+(?::\d+)?\/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$/
+
+export function parseImage(value: string): ImageSpec {
+  if (UUID_RE.test(value)) return { kind: 'uuid', uuid: value.toLowerCase() }
+  if (value.startsWith('tag:')) {
+    const tag = value.slice(4)
+    if (tag === '' || /\s/.test(tag)) throw new InputError('image', `"${value}" names no tag; expected tag:NAME`)
+    return { kind: 'tag', tag }
+  }
+  const name = value.replace(/^docker:\/\//, '')
+  if (!REFERENCE_RE.test(name)) {
+    throw new InputError(
+      'image',
+      `"${value}" is not an image UUID, tag:NAME, or a registry reference like python:3.12-slim or ghcr.io/org/app@sha256:<digest>`,
+    )
+  }
+  return { kind: 'name', name }
+}
+
+function isInside(root: string, target: string): boolean {
+  const rel = path.relative(root, target)
+  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel))
+}
+
+/** Resolves a workspace-relative path and refuses anything (including via symlinks) outside the workspace. */
+export function resolveInWorkspace(name: InputName, workspace: string, value: string, expect: 'file' | 'dir' | 'any'): string {
+  const resolved = path.resolve(workspace, value)
+  if (!isInside(workspace, resolved)) {
+    throw new InputError(name, `"${value}" is outside the workspace ${workspace}`)
+  }
+  let real: string
+  let stat: fs.Stats
+  try {
+    real = fs.realpathSync(resolved)
+    stat = fs.statSync(real)
+  } catch {
+    throw new InputError(name, `"${value}" does not exist in the workspace ${workspace}`)
+  }
+  if (!isInside(fs.realpathSync(workspace), real)) {
+    throw new InputError(name, `"${value}" resolves through a symlink to ${real}, outside the workspace`)
+  }
+  if (expect === 'file' && !stat.isFile()) throw new InputError(name, `"${value}" is not a file`)
+  if (expect === 'dir' && !stat.isDirectory()) throw new InputError(name, `"${value}" is not a directory`)
+  return resolved
+}
+
+function absoluteSandboxPath(name: InputName, value: string): string {
+  if (!value.startsWith('/')) throw new InputError(name, `"${value}" must be an absolute path in the sandbox, e.g. /workspace`)
+  return path.posix.normalize(value)
+}
+
+function parseArgv(value: string): string[] {
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(value)
+  } catch {
+    parsed = undefined
+  }
+  if (!Array.isArray(parsed) || parsed.length === 0 || !parsed.every((item) => typeof item === 'string')) {
+    throw new InputError('run', `with shell: false, expected a JSON array of strings like ["make", "test"], got "${value}"`)
+  }
+  return parsed as string[]
+}
+
+/** Reads and validates every input. Throws InputError; performs no network I/O. */
+export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
+  const token = core.getInput('token') || env.CONTREE_TOKEN || ''
+  // Mask first, so that no later message can leak it.
+  if (token) core.setSecret(token)
+  const registryPassword = core.getInput('registry-password')
+  if (registryPassword) core.setSecret(registryPassword)
+
+  const provider = raw('provider')
+  if (provider !== 'contree') throw new InputError('provider', `"${provider}" is not supported; expected contree`)
+  if (!token) {
+    throw new InputError('token', 'is required: set the token input (e.g. token: ${{ secrets.CONTREE_TOKEN }}) or the CONTREE_TOKEN environment variable')
+  }
+  const apiUrl = parseApiUrl(core.getInput('api-url') || env.CONTREE_URL || DEFAULT_CONTREE_URL)
+  const project = core.getInput('project') || env.CONTREE_PROJECT || undefined
+  const workspace = path.resolve(env.GITHUB_WORKSPACE || process.cwd())
+
+  const imageValue = core.getInput('image')
+  const image = imageValue ? parseImage(imageValue) : undefined
+  const registryUsername = core.getInput('registry-username')
+  if (registryPassword && !registryUsername) {
+    throw new InputError('registry-username', 'is required when registry-password is set')
+  }
+  const registryCredentials = registryUsername ? { username: registryUsername, password: registryPassword } : undefined
+
+  const dockerfileValue = core.getInput('dockerfile')
+  let build: BuildInputs | undefined
+  if (dockerfileValue) {
+    build = {
+      dockerfile: resolveInWorkspace('dockerfile', workspace, dockerfileValue, 'file'),
+      context: resolveInWorkspace('context', workspace, raw('context'), 'dir'),
+      buildArgs: parseKeyValueLines('build-args', core.getInput('build-args'), true),
+    }
+  } else if (core.getInput('build-args')) {
+    throw new InputError('build-args', 'is set but dockerfile is not; set dockerfile to build an image')
+  }
+
+  const tag = core.getInput('tag') || undefined
+  if (tag !== undefined && /[\s,]/.test(tag)) throw new InputError('tag', `"${tag}" must not contain spaces or commas`)
+
+  const command = core.getInput('run')
+  const shell = parseBoolean('shell')
+  const env_ = parseKeyValueLines('env', core.getInput('env'), false)
+  const cwdValue = core.getInput('cwd')
+  const timeoutSeconds = parseTimeout(raw('timeout'))
+  const disposable = parseBoolean('disposable')
+  const uploadTo = absoluteSandboxPath('upload-to', raw('upload-to'))
+  const uploadList = splitList(core.getInput('upload'))
+  const upload = uploadList.length
+    ? { paths: uploadList.map((item) => resolveInWorkspace('upload', workspace, item, 'any')), root: workspace, to: uploadTo }
+    : undefined
+
+  let run: RunInputs | undefined
+  if (command) {
+    if (!image && !build) {
+      throw new InputError('image', 'is required to run a command: an image UUID, tag:NAME, a registry reference, or set dockerfile to build one')
+    }
+    const cwd = cwdValue ? absoluteSandboxPath('cwd', cwdValue) : upload ? uploadTo : undefined
+    run = {
+      ...(shell ? { command } : (() => { const argv = parseArgv(command); return { command: argv[0] as string, args: argv.slice(1) } })()),
+      shell,
+      env: env_,
+      ...(cwd ? { cwd } : {}),
+      timeoutSeconds,
+      disposable,
+    }
+  } else if (!build && !image) {
+    throw new InputError('run', 'is empty and neither dockerfile nor image is set: there is nothing to do')
+  } else if (!build && image && image.kind !== 'name') {
+    throw new InputError('run', `is empty: image "${imageValue}" already exists, so there is nothing to do (set run, or dockerfile to build)`)
+  }
+
+  return {
+    provider: 'contree',
+    apiUrl,
+    token,
+    ...(project ? { project } : {}),
+    ...(image ? { image } : {}),
+    ...(registryCredentials ? { registryCredentials } : {}),
+    ...(build ? { build } : {}),
+    ...(tag ? { tag } : {}),
+    noCache: parseBoolean('no-cache'),
+    cache: parseBoolean('cache'),
+    ...(run ? { run } : {}),
+    ...(upload ? { upload } : {}),
+    failOnExitCode: parseBoolean('fail-on-exit-code'),
+    summary: parseBoolean('summary'),
+    workspace,
+  }
+}

@@ -1,0 +1,194 @@
+/**
+ * The main step: validate inputs, prepare the image (resolve, import or build), place the uploaded
+ * files, run the command with its output streamed live, then report. Outputs and the summary are
+ * written before anything else happens after a failure; the first error is the one the step reports.
+ */
+import * as core from '@actions/core'
+import { installCancellation, RemoteWorkRegistry } from './cancel.ts'
+import { errorMessage } from './errors.ts'
+import { prepareImage, type PreparedImage } from './image.ts'
+import { getInputs, type Inputs } from './inputs.ts'
+import { judge, statusLine } from './outcome.ts'
+import { formatDuration } from './output/format.ts'
+import { RemoteLog, reportFailure } from './output/remote-log.ts'
+import { renderRunSummary, writeSummary } from './output/summary.ts'
+import { ContreeProvider } from './providers/contree/provider.ts'
+import { toSandboxFiles, type OperationOutcome, type Provider } from './providers/types.ts'
+import { markMainStarted, saveRemoteWork } from './state.ts'
+import { StreamTally } from './stream-tally.ts'
+import { collectUploads } from './upload.ts'
+import { USER_AGENT } from './version.ts'
+
+/** DELETE budget per operation inside the runner's 7.5 s SIGINT grace. */
+const CANCEL_TIMEOUT_MS = 3000
+
+export interface MainDeps {
+  exit: (code: number) => void
+}
+
+export async function run(deps: MainDeps = { exit: (code) => process.exit(code) }): Promise<void> {
+  markMainStarted()
+  let inputs: Inputs
+  try {
+    inputs = getInputs()
+  } catch (error) {
+    core.setFailed(errorMessage(error))
+    return
+  }
+
+  const controller = new AbortController()
+  const registry = new RemoteWorkRegistry(saveRemoteWork)
+  const provider = new ContreeProvider({
+    apiUrl: inputs.apiUrl,
+    token: inputs.token,
+    ...(inputs.project ? { project: inputs.project } : {}),
+    userAgent: USER_AGENT,
+    registry,
+  })
+  const cancellation = installCancellation({
+    registry,
+    cancelRemote: (work) => provider.cancel(work.operationId, CANCEL_TIMEOUT_MS),
+    controller,
+    exit: deps.exit,
+  })
+  const log = new RemoteLog()
+  const report: RunReport = { operations: [] }
+
+  try {
+    const image = await prepareImage({ inputs, provider, log, signal: controller.signal, report })
+    report.image = image
+    setImageOutputs(image)
+    if (inputs.run) await runCommand(inputs, provider, image.uuid, log, controller.signal, report)
+  } catch (error) {
+    if (cancellation.signal) {
+      await cancellation.settled()
+      core.setOutput('status', 'CANCELLED')
+      core.setFailed(`The job was cancelled (${cancellation.signal}); the remote work was cancelled too.`)
+    } else {
+      core.setFailed(errorMessage(error))
+    }
+  } finally {
+    if (inputs.summary) await tryWriteSummary(inputs, report)
+    cancellation.dispose()
+  }
+}
+
+export interface RunReport {
+  image?: PreparedImage
+  operations: { label: string; outcome: OperationOutcome }[]
+  buildSummary?: string
+}
+
+function setImageOutputs(image: PreparedImage): void {
+  core.setOutput('image-uuid', image.uuid)
+  core.setOutput('digest', image.digest ?? '')
+  core.setOutput('cache-hit', String(image.cacheHit))
+  core.setOutput('tag', image.tag ?? '')
+}
+
+function setRunOutputs(outcome: OperationOutcome): void {
+  core.setOutput('operation-uuid', outcome.operationId)
+  core.setOutput('status', outcome.status)
+  core.setOutput('exit-code', outcome.exitCode === null ? '' : String(outcome.exitCode))
+  core.setOutput('result-image-uuid', outcome.resultImage ?? '')
+  core.setOutput('duration', (outcome.durationMs / 1000).toFixed(3))
+  core.setOutput('timed-out', String(outcome.timedOut))
+}
+
+async function runCommand(
+  inputs: Inputs,
+  provider: Provider,
+  image: string,
+  log: RemoteLog,
+  signal: AbortSignal,
+  report: RunReport,
+): Promise<void> {
+  const run = inputs.run
+  if (!run) return
+  let files = {}
+  if (inputs.upload) {
+    const placement = await collectUploads(inputs.upload)
+    const stored = await provider.ensureFiles(
+      Object.values(placement).map((entry) => entry.file),
+      signal,
+    )
+    core.info(
+      `Upload: ${Object.keys(placement).length} file(s) under ${inputs.upload.to}; ${stored.uploaded} new (${stored.uploadedBytes} bytes), the rest already on the service.`,
+    )
+    files = toSandboxFiles(placement, stored.ids)
+  }
+
+  const display = run.shell ? run.command : JSON.stringify([run.command, ...(run.args ?? [])])
+  const group = log.open(`Run: ${firstLine(display)}`)
+  // In debug runs, account for every remote byte so a log can prove nothing was lost or repeated.
+  const tally = core.isDebug() ? new StreamTally(group) : undefined
+  let outcome: OperationOutcome
+  try {
+    outcome = await provider.run(
+      {
+        image,
+        command: run.command,
+        shell: run.shell,
+        ...(run.args ? { args: run.args } : {}),
+        env: run.env,
+        ...(run.cwd ? { cwd: run.cwd } : {}),
+        timeoutSeconds: run.timeoutSeconds,
+        disposable: run.disposable,
+        files,
+      },
+      tally ?? group,
+      { label: 'run', signal },
+    )
+  } catch (error) {
+    group.end(`✗ run: ${errorMessage(error)}`)
+    throw error
+  }
+  group.end(statusLine(outcome, 'run', formatDuration(outcome.durationMs)))
+  if (tally) core.debug(`Remote output of operation ${outcome.operationId}: ${tally.describe()}`)
+  report.operations.push({ label: 'run', outcome })
+  // Failure persistence: outputs first, so a later step sees them whatever happens next.
+  setRunOutputs(outcome)
+
+  const verdict = judge(outcome, 'The command', run.timeoutSeconds)
+  if (verdict.ok) return
+  if (verdict.kind === 'command' && outcome.exitCode !== null && !outcome.timedOut && !inputs.failOnExitCode) {
+    core.info(`${verdict.message}. fail-on-exit-code is false, so the step continues.`)
+    return
+  }
+  reportFailure(group.tail(), verdict.message)
+  throw new Error(verdict.message)
+}
+
+function firstLine(text: string): string {
+  const line = text.split('\n', 1)[0] ?? ''
+  const more = text.includes('\n') ? ' …' : ''
+  return line.length > 120 ? `${line.slice(0, 119)}…` : `${line}${more}`
+}
+
+async function tryWriteSummary(inputs: Inputs, report: RunReport): Promise<void> {
+  try {
+    const parts: string[] = []
+    if (report.buildSummary) parts.push(report.buildSummary)
+    if (report.operations.length) {
+      parts.push(
+        renderRunSummary({
+          title: 'Remote sandbox run',
+          provider: `${inputs.provider} (${inputs.apiUrl})`,
+          operations: report.operations.map(({ label, outcome }) => ({
+            label,
+            operationId: outcome.operationId,
+            status: outcome.status,
+            exitCode: outcome.exitCode,
+            durationMs: outcome.durationMs,
+            resultImage: outcome.resultImage,
+            timedOut: outcome.timedOut,
+            ...(outcome.error ? { error: outcome.error } : {}),
+          })),
+        }),
+      )
+    }
+    if (parts.length) await writeSummary(parts.join('\n'))
+  } catch (error) {
+    core.warning(`Could not write the job summary: ${errorMessage(error)}`)
+  }
+}

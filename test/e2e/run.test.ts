@@ -1,0 +1,264 @@
+/**
+ * End-to-end: the bundled action (dist/index.js) run the way the runner runs it, against the ConTree
+ * emulator over real sockets, with faults switched on.
+ */
+import { createHash } from 'node:crypto'
+import * as fs from 'node:fs'
+import * as os from 'node:os'
+import * as path from 'node:path'
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { startContreeEmulator } from '../emulator/contree/index.ts'
+import type { ContreeEmulator, FaultRule } from '../emulator/contree/types.ts'
+import { executedCommands, runAction, runPost, startAction, type ActionResult } from '../helpers/run-action.ts'
+
+const TOKEN = 'tok-e2e-Zq8v1sB7'
+let emulator: ContreeEmulator
+
+beforeAll(async () => {
+  emulator = await startContreeEmulator({ token: TOKEN, keepaliveMs: 200 })
+})
+afterAll(async () => {
+  await emulator?.close()
+})
+beforeEach(() => emulator.reset())
+
+function inputs(extra: Record<string, string>): Record<string, string> {
+  return { 'api-url': emulator.url, token: TOKEN, image: 'tag:busybox:latest', ...extra }
+}
+
+function requestsTo(method: string, pattern: RegExp) {
+  return emulator.requests.filter((r) => r.method === method && pattern.test(r.path))
+}
+
+function expectNoToken(result: ActionResult): void {
+  for (const text of [result.stdout, result.stderr, result.summary, JSON.stringify(result.outputs), JSON.stringify(result.state)]) {
+    expect(text).not.toContain(TOKEN)
+  }
+}
+
+function groupBody(stdout: string, title: RegExp): string {
+  const start = stdout.search(title)
+  expect(start, `group ${title} in:\n${stdout}`).toBeGreaterThanOrEqual(0)
+  const end = stdout.indexOf('::endgroup::', start)
+  return stdout.slice(start, end)
+}
+
+describe('running a command', () => {
+  it('streams the output into a group and sets every output', async () => {
+    const result = await runAction({ inputs: inputs({ run: 'echo hello; echo oops >&2; echo done' }) })
+    expect(result.exitCode, result.stdout + result.stderr).toBe(0)
+    const body = groupBody(result.stdout, /::group::Run: /)
+    expect(body).toMatch(/hello\n[\s\S]*oops\n[\s\S]*done\n/)
+    expect(result.outputs.status).toBe('SUCCESS')
+    expect(result.outputs['exit-code']).toBe('0')
+    expect(result.outputs['timed-out']).toBe('false')
+    expect(result.outputs['operation-uuid']).toMatch(/^[0-9a-f-]{36}$/)
+    expect(result.outputs['result-image-uuid']).toMatch(/^[0-9a-f-]{36}$/)
+    expect(Number(result.outputs.duration)).toBeGreaterThanOrEqual(0)
+    expect(result.summary).toContain(result.outputs['operation-uuid'])
+    expect(requestsTo('POST', /^\/v1\/instances$/)).toHaveLength(1)
+    expectNoToken(result)
+  })
+
+  it('fails the step on a non-zero exit, with the code, and still sets the outputs', async () => {
+    const result = await runAction({ inputs: inputs({ run: 'echo before; exit 3' }) })
+    expect(result.exitCode).not.toBe(0)
+    expect(result.stdout).toMatch(/::error::.*exited with code 3/)
+    expect(result.stdout).toMatch(/the command failed/)
+    expect(result.outputs.status).toBe('SUCCESS')
+    expect(result.outputs['exit-code']).toBe('3')
+    // The last lines are repeated outside the collapsed group.
+    const afterGroup = result.stdout.slice(result.stdout.lastIndexOf('::endgroup::'))
+    expect(afterGroup).toContain('before')
+  })
+
+  it('keeps the step green on a non-zero exit when fail-on-exit-code is false', async () => {
+    const result = await runAction({ inputs: inputs({ run: 'exit 4', 'fail-on-exit-code': 'false' }) })
+    expect(result.exitCode).toBe(0)
+    expect(result.outputs['exit-code']).toBe('4')
+  })
+
+  it('fails on a timeout and says so', async () => {
+    const result = await runAction({ inputs: inputs({ run: 'echo start; sleep 30', timeout: '1' }) })
+    expect(result.exitCode).not.toBe(0)
+    expect(result.outputs['timed-out']).toBe('true')
+    expect(result.stdout).toMatch(/::error::.*timed out after 1 s/)
+  })
+
+  it('places uploaded workspace files in the sandbox, uploading only what the service lacks', async () => {
+    const workspace = fs.mkdtempSync(path.join(os.tmpdir(), 'ws-'))
+    fs.mkdirSync(path.join(workspace, 'src'))
+    fs.writeFileSync(path.join(workspace, 'src', 'a.txt'), 'alpha\n')
+    fs.writeFileSync(path.join(workspace, 'b.sh'), 'echo script-ran\n', { mode: 0o755 })
+    fs.mkdirSync(path.join(workspace, '.git'))
+    fs.writeFileSync(path.join(workspace, '.git', 'HEAD'), 'ref: x\n')
+    const run = 'cat src/a.txt && ./b.sh && test ! -e .git/HEAD && pwd'
+    const first = await runAction({ workspace, inputs: inputs({ upload: '.', run }) })
+    expect(first.exitCode, first.stdout).toBe(0)
+    expect(first.stdout).toMatch(/alpha\n[\s\S]*script-ran\n[\s\S]*\/workspace\n/)
+    expect(requestsTo('POST', /^\/v1\/files$/)).toHaveLength(2)
+    emulator.reset()
+    const second = await runAction({ workspace, inputs: inputs({ upload: '.', run }) })
+    expect(second.exitCode).toBe(0)
+    expect(requestsTo('POST', /^\/v1\/files$/)).toHaveLength(0)
+  })
+})
+
+describe('bad input creates nothing remote', () => {
+  const cases: [string, Record<string, string>, RegExp][] = [
+    ['missing token', { token: '' }, /Input 'token'/],
+    ['malformed env line', { env: 'GOOD=1\nnot a pair' }, /Input 'env'.*"not a pair"/],
+    ['bad URL', { 'api-url': 'ftp://example' }, /Input 'api-url'/],
+    ['negative timeout', { timeout: '-5' }, /Input 'timeout'/],
+    ['empty run', { run: '', image: 'tag:busybox:latest' }, /Input 'run'/],
+    ['unknown image form', { image: 'Not An Image!' }, /Input 'image'/],
+    ['upload outside the workspace', { upload: '../outside' }, /Input 'upload'.*outside the workspace/],
+    ['bad boolean', { disposable: 'yes' }, /Input 'disposable'/],
+  ]
+  it.each(cases)('%s', async (_name, extra, message) => {
+    const result = await runAction({ inputs: { ...inputs({ run: 'echo hi' }), ...extra }, env: { CONTREE_TOKEN: undefined } })
+    expect(result.exitCode).not.toBe(0)
+    expect(result.stdout).toMatch(message)
+    expect(result.stdout.match(/::error::/g)).toHaveLength(1)
+    expect(emulator.requests).toHaveLength(0)
+  })
+})
+
+describe('remote output is untrusted', () => {
+  it('cannot act as a workflow command', async () => {
+    const script = [
+      `echo '::error::forged'`,
+      `echo '  ::add-mask::hello'`,
+      `echo '::endgroup::'`,
+      `echo '::stop-commands::x'`,
+      `printf 'progress\\r::warning::carriage\\n'`,
+      `echo 'mid ##[error]legacy'`,
+      `echo '::set-output name=status::SUCCESS'`,
+    ].join('; ')
+    const result = await runAction({ inputs: inputs({ run: script }) })
+    expect(result.exitCode).toBe(0)
+    const executed = executedCommands(result.stdout)
+    for (const command of executed) {
+      expect(command).not.toMatch(/forged|add-mask::hello|carriage|legacy|set-output/)
+    }
+    expect(result.stdout).toContain('forged')
+  })
+})
+
+describe('streaming through faults', () => {
+  const faults: [string, FaultRule[]][] = [
+    ['stream cut mid-event', [{ path: '/events$', times: 3, action: { kind: 'cut-stream', afterEvents: 3 } }]],
+    ['sse_error frame', [{ path: '/events$', action: { kind: 'sse-error', afterEvents: 2 } }]],
+    ['broken chunked framing', [{ path: '/events$', action: { kind: 'broken-chunking', afterEvents: 2 } }]],
+    ['truncated gzip', [{ path: '/events$', action: { kind: 'truncated-gzip', afterEvents: 2 } }]],
+    ['keepalive-only stream', [{ path: '/events$', times: 2, action: { kind: 'keepalive-only', count: 3 } }]],
+    ['slow drip', [{ path: '/events$', action: { kind: 'slow-drip', delayMs: 20 } }]],
+    ['events route unavailable (polling fallback)', [{ path: '/events$', times: 50, action: { kind: 'events-unavailable' } }]],
+    ['connection dropped before the response', [{ path: '/events$', times: 2, action: { kind: 'drop-before-response' } }]],
+    ['5xx with Retry-After on the events route', [{ path: '/events$', times: 2, action: { kind: 'status', status: 503, retryAfter: '0' } }]],
+    ['410 gone with Retry-After', [{ path: '/events$', action: { kind: 'status', status: 410, retryAfter: '0' } }]],
+    ['operation GETs failing', [
+      { path: '/events$', action: { kind: 'cut-stream', afterEvents: 2 } },
+      { method: 'GET', path: '^/v1/operations/[^/]+$', times: 2, action: { kind: 'status', status: 500 } },
+    ]],
+    ['spawn answered 429 first (replayed)', [{ method: 'POST', path: '^/v1/instances$', action: { kind: 'status', status: 429, retryAfter: '0' } }]],
+    ['spawn answered 425 first (replayed)', [{ method: 'POST', path: '^/v1/instances$', action: { kind: 'status', status: 425, retryAfter: '0' } }]],
+  ]
+  const script = 'for i in $(seq 1 40); do echo "line $i"; done; echo "to-stderr" >&2; sleep 0.2; for i in $(seq 41 60); do echo "line $i"; done'
+  const expected = Array.from({ length: 60 }, (_, i) => `line ${i + 1}`)
+
+  it.each(faults)('%s: every line exactly once, in order', async (_name, rules) => {
+    emulator.faults.add(...rules)
+    const result = await runAction({ inputs: inputs({ run: script }) })
+    expect(result.exitCode, result.stdout + result.stderr).toBe(0)
+    const lines = groupBody(result.stdout, /::group::Run: /)
+      .split('\n')
+      .filter((line) => /^line \d+$/.test(line))
+    expect(lines).toEqual(expected)
+    expect(result.stdout).toContain('to-stderr')
+    expect(emulator.faults.applied().length).toBeGreaterThan(0)
+  })
+
+  it('does not replay a spawn that failed with 500 (it may have been processed)', async () => {
+    emulator.faults.add({ method: 'POST', path: '^/v1/instances$', action: { kind: 'status', status: 500 } })
+    const result = await runAction({ inputs: inputs({ run: 'echo hi' }) })
+    expect(result.exitCode).not.toBe(0)
+    expect(requestsTo('POST', /^\/v1\/instances$/)).toHaveLength(1)
+    expect(result.stdout).toMatch(/::error::.*500/)
+  })
+
+  it('delivers 20 MB of binary output with very long lines byte-exact through repeated drops', async () => {
+    // Deterministic bytes: 0..255 cycling, with a newline only every 1 MB, so lines are huge and binary.
+    const size = 20 * 1024 * 1024
+    const generator = `node -e "const b=Buffer.alloc(1<<20);for(let i=0;i<b.length;i++)b[i]=(i*7+3)&255;b[b.length-1]=10;for(let i=0;i<20;i++)process.stdout.write(b)"`
+    const block = Buffer.alloc(1 << 20)
+    for (let i = 0; i < block.length; i++) block[i] = (i * 7 + 3) & 255
+    block[block.length - 1] = 10
+    const hash = createHash('sha256')
+    for (let i = 0; i < 20; i++) hash.update(block)
+    emulator.faults.add(
+      { path: '/events$', action: { kind: 'cut-stream', afterBytes: 3_000_000 } },
+      { path: '/events$', action: { kind: 'truncated-gzip', afterEvents: 40 } },
+      { path: '/events$', action: { kind: 'cut-stream', afterBytes: 5_000_000 } },
+      { path: '/events$', action: { kind: 'sse-error', afterEvents: 60 } },
+    )
+    const result = await runAction({ inputs: inputs({ run: generator, timeout: '120' }), env: { RUNNER_DEBUG: '1' } })
+    expect(result.exitCode, result.stderr).toBe(0)
+    expect(result.stdout).toContain(`stdout: ${size} bytes, sha256 ${hash.digest('hex')}`)
+    expect(emulator.faults.applied().length).toBe(4)
+  }, 120_000)
+})
+
+describe('cancellation', () => {
+  it('SIGINT mid-stream cancels the operation with exactly one DELETE and exits non-zero', async () => {
+    const action = startAction({ inputs: inputs({ run: 'echo started; sleep 60' }) })
+    await action.waitForStdout(/started/)
+    action.cancel()
+    const result = await action.done
+    expect(result.exitCode).not.toBe(0)
+    const deletes = requestsTo('DELETE', /^\/v1\/operations\//)
+    expect(deletes).toHaveLength(1)
+    const opId = deletes[0]?.path.split('/').pop()
+    const op = emulator.operations().find((o) => o.uuid === opId)
+    expect(op?.status).toBe('CANCELLED')
+    expect(result.state.remoteWork).toContain(opId)
+    expect(result.outputs.status).toBe('CANCELLED')
+    expect(result.stdout).not.toMatch(/status=SUCCESS/)
+    // The post step after a cancelled main finds nothing left to do remotely but must not fail.
+    emulator.reset()
+    const post = await runPost(result, { inputs: inputs({}) })
+    expect(post.exitCode).toBe(0)
+    expect(requestsTo('DELETE', /./)).toHaveLength(0)
+  })
+
+  it('the post step cancels an operation main left running, and is idempotent', async () => {
+    const action = startAction({ inputs: inputs({ run: 'echo started; sleep 60' }) })
+    await action.waitForStdout(/started/)
+    action.child.kill('SIGKILL') // a hard kill: no chance to cancel in-process
+    const main = await action.done
+    const opId = JSON.parse(main.state.remoteWork ?? '[]')[0]?.operationId as string
+    expect(emulator.operations().find((o) => o.uuid === opId)?.status).toBe('EXECUTING')
+    const post = await runPost(main, { inputs: inputs({}) })
+    expect(post.exitCode).toBe(0)
+    expect(post.stdout).toContain(`Cancelled run (operation ${opId}`)
+    expect(emulator.operations().find((o) => o.uuid === opId)?.status).toBe('CANCELLED')
+    const again = await runPost(main, { inputs: inputs({}) })
+    expect(again.exitCode).toBe(0)
+    expect(again.stdout).not.toMatch(/::error::/)
+  })
+
+  it('the post step after a clean run does nothing remote', async () => {
+    const main = await runAction({ inputs: inputs({ run: 'echo ok' }) })
+    expect(main.exitCode).toBe(0)
+    emulator.reset()
+    const post = await runPost(main, { inputs: inputs({}) })
+    expect(post.exitCode).toBe(0)
+    expect(emulator.requests).toHaveLength(0)
+  })
+
+  it('the post step tolerates missing state and never fails the job', async () => {
+    const post = await runAction({ inputs: inputs({}), postState: { isPost: 'true', remoteWork: '{not json' } })
+    expect(post.exitCode).toBe(0)
+    expect(emulator.requests).toHaveLength(0)
+  })
+})
