@@ -2,6 +2,7 @@
  * resolveManifestDigest against a REAL registry (Debian's docker-registry), directly and behind a
  * loopback proxy that enforces the bearer-token and basic flows of public registries.
  */
+import { createHash } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { parseReference } from '../../src/registry/reference.ts'
 import { RegistryError, resolveManifestDigest, type RegistryTransport } from '../../src/registry/resolve-digest.ts'
@@ -140,6 +141,24 @@ describe.skipIf(!registryAvailable() && !process.env['CI'])('resolveManifestDige
       expect(tokenCall.searchParams.get('scope')).toBe('repository:team/app:pull')
       expect(transport.calls[1]?.headers['authorization']).toBeUndefined()
       expect(transport.calls[2]?.headers['authorization']).toMatch(/^Bearer \S+$/)
+    })
+
+    it('streams authorised requests to the registry with their headers', async () => {
+      const tokenResponse = await fetch(`${proxy.url}/token?service=test-registry&scope=repository:team/app:pull`)
+      const { token, access_token: accessToken } = (await tokenResponse.json()) as { token: string; access_token: string }
+      expect(accessToken).toBe(token)
+      const auth = { authorization: `Bearer ${token}` }
+      const manifest = await fetch(`${proxy.url}/v2/team/app/manifests/v1`, {
+        headers: { ...auth, accept: 'application/vnd.oci.image.manifest.v1+json' },
+      })
+      expect(manifest.status).toBe(200)
+      expect(manifest.headers.get('docker-content-digest')).toBe(v1Digest)
+      const layer = ((await manifest.json()) as { layers: { digest: string; size: number }[] }).layers[0]
+      const blob = await fetch(`${proxy.url}/v2/team/app/blobs/${layer?.digest}`, { headers: auth })
+      const bytes = new Uint8Array(await blob.arrayBuffer())
+      expect(bytes.length).toBe(layer?.size)
+      expect(`sha256:${createHash('sha256').update(bytes).digest('hex')}`).toBe(layer?.digest)
+      expect((await fetch(`${proxy.url}/v2/team/app/manifests/v1`, { headers: { authorization: 'Bearer forged' } })).status).toBe(401)
     })
 
     it('still reports a missing tag as not found', async () => {
