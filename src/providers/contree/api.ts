@@ -1,0 +1,189 @@
+/**
+ * Typed ConTree v1 API client: one method per endpoint the action uses, all through the shared
+ * HttpClient (one retry policy, gzip, typed errors). No waiting logic here; see follow.ts.
+ */
+import { HttpClient, type HttpResponse } from '../../http/client.ts'
+import { RequestTimeoutError } from '../../http/errors.ts'
+import { RetryPolicy } from '../../http/retry.ts'
+import type { Sleep } from '../../http/sleep.ts'
+import type { FileRecord, Image, ImageImportRequest, OperationResponse, SpawnRequest, SpawnResponse, WhoAmI } from './wire.ts'
+
+export interface ContreeApiOptions {
+  baseUrl: string
+  token?: string
+  project?: string
+  userAgent: string
+  /** Injected client (tests, shared pool); when given, the auth options above are not applied to it. */
+  http?: HttpClient
+  retry?: RetryPolicy
+  sleep?: Sleep
+}
+
+export type CancelResult = 'cancelled' | 'not-cancellable' | 'not-found'
+
+export interface OpenEventsOptions {
+  follow: boolean
+  lastEventId?: number
+  signal?: AbortSignal
+}
+
+/** Cancels run inside the SIGINT grace window: a couple of quick tries, never the full ladder. */
+const CANCEL_RETRY_DELAYS_MS = [200, 500]
+const CANCEL_MAX_ATTEMPTS = 3
+
+export class ContreeApi {
+  readonly http: HttpClient
+  readonly retry: RetryPolicy
+  private readonly sleep: Sleep | undefined
+
+  constructor(opts: ContreeApiOptions) {
+    this.retry = opts.retry ?? new RetryPolicy(opts.sleep ? { sleep: opts.sleep } : {})
+    this.sleep = opts.sleep
+    const headers: Record<string, string> = { 'User-Agent': opts.userAgent }
+    // Public endpoints work without a token; an empty Authorization header would be rejected.
+    if (opts.token) headers.Authorization = `Bearer ${opts.token}`
+    if (opts.project) headers.Project = opts.project
+    this.http =
+      opts.http ??
+      new HttpClient({ baseUrl: opts.baseUrl, headers, retry: this.retry, ...(opts.sleep ? { sleep: opts.sleep } : {}) })
+  }
+
+  async whoami(signal?: AbortSignal): Promise<WhoAmI> {
+    const res = await this.http.request({ method: 'GET', path: '/v1/whoami', ...withSignal(signal) })
+    return res.json<WhoAmI>()
+  }
+
+  /** HEAD probe: 2xx → true, 404 → false, anything else → error. */
+  async fileExists(sha256: string, signal?: AbortSignal): Promise<boolean> {
+    const res = await this.http.request({ method: 'HEAD', path: `/v1/files/${seg(sha256)}`, accept: [404], ...withSignal(signal) })
+    await res.dump()
+    return res.status !== 404
+  }
+
+  async uploadFile(body: Uint8Array | (() => AsyncIterable<Uint8Array> | Uint8Array), size: number, signal?: AbortSignal): Promise<FileRecord> {
+    const res = await this.http.request({
+      method: 'POST',
+      path: '/v1/files',
+      headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(size) },
+      body: typeof body === 'function' ? () => asIterable(body()) : body,
+      ...withSignal(signal),
+    })
+    return res.json<FileRecord>()
+  }
+
+  /** Returns the operation UUID of the new instance. */
+  async spawn(req: SpawnRequest, signal?: AbortSignal): Promise<string> {
+    const res = await this.http.request({ method: 'POST', path: '/v1/instances', json: req, ...withSignal(signal) })
+    return operationUuid(res, await res.json<SpawnResponse>(), 'spawn')
+  }
+
+  /** Returns the operation UUID of the import. */
+  async importImage(req: ImageImportRequest, signal?: AbortSignal): Promise<string> {
+    const res = await this.http.request({ method: 'POST', path: '/v1/images/import', json: req, ...withSignal(signal) })
+    return operationUuid(res, await res.json<{ uuid?: string }>(), 'image import')
+  }
+
+  async getOperation(id: string, signal?: AbortSignal): Promise<OperationResponse> {
+    const res = await this.http.request({ method: 'GET', path: `/v1/operations/${seg(id)}`, ...withSignal(signal) })
+    return res.json<OperationResponse>()
+  }
+
+  /** DELETE with a bounded total time; 409 means the operation already finished. */
+  async cancelOperation(id: string, opts: { timeoutMs: number; signal?: AbortSignal }): Promise<CancelResult> {
+    const deadline = AbortSignal.timeout(opts.timeoutMs)
+    const signal = opts.signal ? AbortSignal.any([opts.signal, deadline]) : deadline
+    const retry = new RetryPolicy({ delaysMs: CANCEL_RETRY_DELAYS_MS, maxAttempts: CANCEL_MAX_ATTEMPTS, ...(this.sleep ? { sleep: this.sleep } : {}) })
+    const path = `/v1/operations/${seg(id)}`
+    try {
+      const res = await this.http.request({ method: 'DELETE', path, accept: [404, 409], timeoutMs: opts.timeoutMs, retry, signal })
+      await res.dump()
+      if (res.status === 409) return 'not-cancellable'
+      if (res.status === 404) return 'not-found'
+      return 'cancelled'
+    } catch (error) {
+      if (deadline.aborted && !opts.signal?.aborted) {
+        throw new RequestTimeoutError({ method: 'DELETE', url: path, timeoutMs: opts.timeoutMs, phase: 'headers', cause: error })
+      }
+      throw error
+    }
+  }
+
+  /** Exact tag lookup. The 302 is read, not followed: its Location names the image. */
+  async findImageByTag(tag: string, signal?: AbortSignal): Promise<string | null> {
+    const res = await this.http.request({ method: 'GET', path: '/v1/inspect/', query: { tag }, accept: [302, 404], ...withSignal(signal) })
+    if (res.status === 404) {
+      await res.dump()
+      return null
+    }
+    if (res.status === 302) {
+      await res.dump()
+      const uuid = lastPathSegment(res.headers.location)
+      if (uuid === undefined) throw new Error(`tag lookup for '${tag}' answered 302 without a usable Location`)
+      return uuid
+    }
+    // A server (or proxy) that resolved the redirect itself answers with the image.
+    const image = await res.json<Image>()
+    if (!image.uuid) throw new Error(`tag lookup for '${tag}' returned no image uuid`)
+    return image.uuid
+  }
+
+  async getImage(uuid: string, signal?: AbortSignal): Promise<Image | null> {
+    const res = await this.http.request({ method: 'GET', path: `/v1/inspect/${seg(uuid)}/`, accept: [404], ...withSignal(signal) })
+    if (res.status === 404) {
+      await res.dump()
+      return null
+    }
+    return res.json<Image>()
+  }
+
+  async tagImage(uuid: string, tag: string, signal?: AbortSignal): Promise<Image> {
+    const res = await this.http.request({ method: 'PATCH', path: `/v1/images/${seg(uuid)}/tag`, json: { tag }, ...withSignal(signal) })
+    return res.json<Image>()
+  }
+
+  /**
+   * Opens the SSE event stream. Statuses other than 2xx are thrown as HttpError (never retried
+   * here): the follower decides between reconnecting, polling and failing.
+   */
+  async openEvents(id: string, opts: OpenEventsOptions): Promise<HttpResponse> {
+    const headers: Record<string, string> = { Accept: 'text/event-stream' }
+    if (opts.lastEventId !== undefined) headers['Last-Event-Id'] = String(opts.lastEventId)
+    return this.http.request({
+      method: 'GET',
+      path: `/v1/operations/${seg(id)}/events`,
+      query: { follow: opts.follow },
+      headers,
+      stream: true,
+      ...withSignal(opts.signal),
+    })
+  }
+}
+
+function withSignal(signal: AbortSignal | undefined): { signal?: AbortSignal } {
+  return signal ? { signal } : {}
+}
+
+/** Path parameters are fully percent-encoded, `/` included. */
+function seg(value: string): string {
+  return encodeURIComponent(value)
+}
+
+function lastPathSegment(location: string | undefined): string | undefined {
+  if (!location) return undefined
+  const path = location.split(/[?#]/, 1)[0] ?? ''
+  const segments = path.split('/').filter((part) => part !== '')
+  const last = segments.at(-1)
+  return last === undefined ? undefined : decodeURIComponent(last)
+}
+
+function operationUuid(res: HttpResponse, body: { uuid?: string | undefined } | null, what: string): string {
+  if (body && typeof body.uuid === 'string' && body.uuid !== '') return body.uuid
+  const fromLocation = lastPathSegment(res.headers.location)
+  if (fromLocation) return fromLocation
+  throw new Error(`${what} response (HTTP ${res.status}) carried no operation uuid`)
+}
+
+async function* asIterable(value: AsyncIterable<Uint8Array> | Uint8Array): AsyncGenerator<Uint8Array> {
+  if (value instanceof Uint8Array) yield value
+  else yield* value
+}

@@ -1,0 +1,131 @@
+import { describe, expect, it } from 'vitest'
+import { parseSse, SseFrameTooLargeError, type SseMessage } from '../../src/sse/parser.ts'
+
+async function* chunksOf(parts: Uint8Array[]): AsyncGenerator<Uint8Array> {
+  for (const part of parts) yield part
+}
+
+async function collect(parts: Uint8Array[], opts?: Parameters<typeof parseSse>[1]): Promise<SseMessage[]> {
+  const out: SseMessage[] = []
+  for await (const message of parseSse(chunksOf(parts), opts)) out.push(message)
+  return out
+}
+
+function splitAt(bytes: Uint8Array, points: number[]): Uint8Array[] {
+  const sorted = [...new Set(points)].filter((p) => p > 0 && p < bytes.length).sort((a, b) => a - b)
+  const parts: Uint8Array[] = []
+  let start = 0
+  for (const point of sorted) {
+    parts.push(bytes.subarray(start, point))
+    start = point
+  }
+  parts.push(bytes.subarray(start))
+  return parts
+}
+
+/** Deterministic PRNG so a failing split can be reproduced. */
+function rng(seed: number): () => number {
+  let state = seed >>> 0
+  return () => {
+    state = (state * 1664525 + 1013904223) >>> 0
+    return state / 2 ** 32
+  }
+}
+
+const STREAM = [
+  ': keepalive',
+  '',
+  'id: 0',
+  'event: init',
+  'data: {"id":0,"type":"init","data":{}}',
+  '',
+  'id: 1',
+  'event: stdout',
+  'data: {"id":1,"type":"stdout","data":{"value":"héllo wörld — ✓ 🚀","encoding":"ascii"}}',
+  '',
+  ': stream ended with error, retry since last event id',
+  '',
+  'event: sse_error',
+  'data: upstream event source closed unexpectedly',
+  '',
+  'id: 2',
+  '',
+  'data: line one',
+  'data: line two',
+  '',
+  'id: 3',
+  'event: completion',
+  'data: {"id":3,"type":"completion","data":{"status":"SUCCESS"}}',
+  '',
+  '',
+].join('\n')
+
+const EXPECTED: SseMessage[] = [
+  { kind: 'comment', comment: 'keepalive' },
+  { kind: 'event', id: '0', event: 'init', data: '{"id":0,"type":"init","data":{}}' },
+  { kind: 'event', id: '1', event: 'stdout', data: '{"id":1,"type":"stdout","data":{"value":"héllo wörld — ✓ 🚀","encoding":"ascii"}}' },
+  { kind: 'comment', comment: 'stream ended with error, retry since last event id' },
+  { kind: 'event', event: 'sse_error', data: 'upstream event source closed unexpectedly' },
+  { kind: 'id', id: '2' },
+  { kind: 'event', event: 'message', data: 'line one\nline two' },
+  { kind: 'event', id: '3', event: 'completion', data: '{"id":3,"type":"completion","data":{"status":"SUCCESS"}}' },
+]
+
+describe('parseSse', () => {
+  const lf = Buffer.from(STREAM)
+  const crlf = Buffer.from(STREAM.replace(/\n/g, '\r\n'))
+
+  it('parses a whole stream', async () => {
+    expect(await collect([lf])).toEqual(EXPECTED)
+    expect(await collect([crlf])).toEqual(EXPECTED)
+  })
+
+  it('gives identical messages for every single split point (LF and CRLF)', async () => {
+    for (const bytes of [lf, crlf]) {
+      for (let point = 1; point < bytes.length; point++) {
+        expect(await collect(splitAt(bytes, [point])), `split at ${point}`).toEqual(EXPECTED)
+      }
+    }
+  })
+
+  it('gives identical messages for random multi-way splits, including byte-by-byte', async () => {
+    const random = rng(42)
+    for (const bytes of [lf, crlf]) {
+      expect(await collect(splitAt(bytes, [...bytes.keys()]))).toEqual(EXPECTED)
+      for (let round = 0; round < 200; round++) {
+        const points = Array.from({ length: 1 + Math.floor(random() * 12) }, () => Math.floor(random() * bytes.length))
+        expect(await collect(splitAt(bytes, points)), `round ${round}: ${points.join(',')}`).toEqual(EXPECTED)
+      }
+    }
+  })
+
+  it('keeps multi-byte UTF-8 intact when a character straddles chunks', async () => {
+    const rocket = lf.indexOf(Buffer.from('🚀'))
+    for (let offset = 1; offset < 4; offset++) {
+      expect(await collect(splitAt(lf, [rocket + offset]))).toEqual(EXPECTED)
+    }
+  })
+
+  it('treats a CRLF split between \\r and \\n as one line break', async () => {
+    let index = crlf.indexOf('\r\n')
+    while (index !== -1) {
+      expect(await collect(splitAt(crlf, [index + 1]))).toEqual(EXPECTED)
+      index = crlf.indexOf('\r\n', index + 2)
+    }
+  })
+
+  it('does not dispatch a frame cut before its blank line', async () => {
+    const cut = Buffer.from('id: 5\nevent: stdout\ndata: {"partial":')
+    expect(await collect([Buffer.from('id: 4\nevent: x\ndata: y\n\n'), cut])).toEqual([{ kind: 'event', id: '4', event: 'x', data: 'y' }])
+  })
+
+  it('rejects a line or frame over the limit', async () => {
+    const big = Buffer.from(`data: ${'x'.repeat(200)}`)
+    await expect(collect([big], { maxFrameChars: 100 })).rejects.toBeInstanceOf(SseFrameTooLargeError)
+    const manyLines = Buffer.from(Array.from({ length: 20 }, () => `data: ${'y'.repeat(20)}\n`).join(''))
+    await expect(collect([manyLines], { maxFrameChars: 100 })).rejects.toBeInstanceOf(SseFrameTooLargeError)
+    // Many small frames are fine however long the stream.
+    const manyFrames = Buffer.from(Array.from({ length: 50 }, (_, i) => `data: ${i}\n\n`).join(''))
+    expect(await collect([manyFrames], { maxFrameChars: 100 })).toHaveLength(50)
+  })
+})
