@@ -190,7 +190,10 @@ export class RemoteLogGroup implements OutputSink {
     if (this.#ended) return
     this.#ended = true
     const out: string[] = []
-    for (const state of this.#streams.values()) {
+    // Unfinished lines are flushed stdout first, then stderr: they have no completion order.
+    for (const name of ['stdout', 'stderr'] as const) {
+      const state = this.#streams.get(name)
+      if (state === undefined) continue
       // A final decode turns a truncated trailing character into U+FFFD instead of dropping it.
       const rest = state.decoder.decode()
       if (rest.length > 0) this.#consume(state, rest, out)
