@@ -71,7 +71,8 @@ function cell(text: string): string {
 }
 
 function code(text: string | null | undefined): string {
-  return text ? `<code>${escapeHtml(truncateText(text, MAX_CELL_CHARS))}</code>` : '–'
+  // Inline HTML does not stop markdown inside it, so the content needs the full markdown escaping.
+  return text ? `<code>${escapeMarkdownInline(truncateText(text, MAX_CELL_CHARS))}</code>` : '–'
 }
 
 function truncationNote(what: string): string {
