@@ -5,7 +5,8 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import * as core from '@actions/core'
-import { InputError } from './errors.ts'
+import { errorMessage, InputError } from './errors.ts'
+import { InvalidReferenceError, parseReference } from './registry/reference.ts'
 
 export const DEFAULT_CONTREE_URL = 'https://api.tokenfactory.nebius.com/sandboxes'
 
@@ -152,10 +153,6 @@ export function parseTimeout(value: string): number {
   return seconds
 }
 
-/** Registry references: lower-case path components, optional host[:port], tag and/or digest. */
-const REFERENCE_RE =
-  /^(?:[a-zA-Z0-9.-]+(?::\d+)?\/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$/
-
 export function parseImage(value: string): ImageSpec {
   if (UUID_RE.test(value)) return { kind: 'uuid', uuid: value.toLowerCase() }
   if (value.startsWith('tag:')) {
@@ -164,10 +161,13 @@ export function parseImage(value: string): ImageSpec {
     return { kind: 'tag', tag }
   }
   const name = value.replace(/^docker:\/\//, '')
-  if (!REFERENCE_RE.test(name)) {
+  try {
+    parseReference(name)
+  } catch (error) {
+    const reason = error instanceof InvalidReferenceError ? error.message.replace(/^[^:]*: /, '') : errorMessage(error)
     throw new InputError(
       'image',
-      `"${value}" is not an image UUID, tag:NAME, or a registry reference like python:3.12-slim or ghcr.io/org/app@sha256:<digest>`,
+      `"${value}" is not an image UUID, tag:NAME, or a registry reference like python:3.12-slim or ghcr.io/org/app@sha256:<digest> (${reason})`,
     )
   }
   return { kind: 'name', name }
