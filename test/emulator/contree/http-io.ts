@@ -1,0 +1,95 @@
+// Response helpers: every buffered body is gzip'ed like the real API (Content-Encoding + Content-Length).
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { gzipSync } from 'node:zlib'
+
+export interface ResponseContext {
+  gzip: boolean
+}
+
+export function readBody(req: IncomingMessage, onBytes: (n: number) => void): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    let total = 0
+    req.on('data', (chunk: Buffer) => {
+      chunks.push(chunk)
+      total += chunk.length
+      onBytes(total)
+    })
+    req.on('end', () => resolve(Buffer.concat(chunks, total)))
+    req.on('error', reject)
+  })
+}
+
+export function sendBuffered(
+  ctx: ResponseContext,
+  res: ServerResponse,
+  status: number,
+  body: Buffer | null,
+  headers: Record<string, string> = {},
+): void {
+  for (const [name, value] of Object.entries(headers)) res.setHeader(name, value)
+  if (body === null || status === 204 || status === 304 || res.req.method === 'HEAD') {
+    res.writeHead(status)
+    res.end()
+    return
+  }
+  const payload = ctx.gzip ? gzipSync(body) : body
+  if (ctx.gzip) res.setHeader('Content-Encoding', 'gzip')
+  res.setHeader('Content-Length', String(payload.length))
+  res.writeHead(status)
+  res.end(payload)
+}
+
+export function sendJson(
+  ctx: ResponseContext,
+  res: ServerResponse,
+  status: number,
+  value: unknown,
+  headers: Record<string, string> = {},
+): void {
+  sendBuffered(ctx, res, status, Buffer.from(JSON.stringify(value)), {
+    'Content-Type': 'application/json',
+    ...headers,
+  })
+}
+
+/** The protocol's Error body: `{error, status}`. */
+export function sendError(
+  ctx: ResponseContext,
+  res: ServerResponse,
+  status: number,
+  message: string,
+  headers: Record<string, string> = {},
+): void {
+  sendJson(ctx, res, status, { error: message, status }, headers)
+}
+
+export function sendEmpty(res: ServerResponse, status: number, headers: Record<string, string> = {}): void {
+  for (const [name, value] of Object.entries(headers)) res.setHeader(name, value)
+  // An explicit empty body keeps 202/302 off chunked framing; 204 must carry no length at all.
+  if (status !== 204 && status !== 304 && res.req.method !== 'HEAD') res.setHeader('Content-Length', '0')
+  res.writeHead(status)
+  res.end()
+}
+
+/** Thrown by handlers to answer with an Error body. */
+export class HttpError extends Error {
+  readonly status: number
+  constructor(status: number, message: string) {
+    super(message)
+    this.status = status
+  }
+}
+
+export function parseJsonBody(body: Buffer): Record<string, unknown> {
+  let value: unknown
+  try {
+    value = JSON.parse(body.toString('utf8'))
+  } catch {
+    throw new HttpError(400, 'request body is not valid JSON')
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new HttpError(400, 'request body must be a JSON object')
+  }
+  return value as Record<string, unknown>
+}

@@ -1,0 +1,136 @@
+// Public types of the ConTree emulator. Wire shapes follow shared/protocols/contree-v1.md.
+
+export interface ContreeEmulatorOptions {
+  /** When set, `Authorization: Bearer <token>` is required on /v1 routes, else 401. */
+  token?: string
+  /** When set, the `Project` header must equal it, else 403. */
+  project?: string
+  /** Gzip every body like the real API (default true). */
+  gzip?: boolean
+  /** Interval of `: keepalive` comments on idle follow streams (default 1000 ms). */
+  keepaliveMs?: number
+  /** Delay of each PENDING→ASSIGNED→EXECUTING step (default 10 ms). */
+  stateDelayMs?: number
+  /** Where image trees, files and instance roots live; default a temp dir removed on close(). */
+  dataDir?: string
+  /** Also emit the stub's stale `duration`/`result_image` in completion events. */
+  legacyCompletionFields?: boolean
+  /** Port to listen on (default 0 = any free port). Always bound to 127.0.0.1. */
+  port?: number
+  /** Where the one start-up warning goes (default console.warn). */
+  log?: (line: string) => void
+}
+
+export type FaultAction =
+  | { kind: 'status'; status: number; retryAfter?: string; body?: unknown }
+  | { kind: 'drop-before-response' }
+  | { kind: 'drop-after-response' }
+  | { kind: 'hang' }
+  | { kind: 'cut-stream'; afterEvents?: number; afterBytes?: number }
+  | { kind: 'sse-error'; afterEvents: number }
+  | { kind: 'broken-chunking'; afterEvents: number }
+  | { kind: 'truncated-gzip'; afterEvents: number }
+  | { kind: 'keepalive-only'; count?: number }
+  | { kind: 'slow-drip'; delayMs: number }
+  | { kind: 'events-unavailable' }
+
+export type StreamFaultAction = Extract<
+  FaultAction,
+  {
+    kind:
+      | 'cut-stream'
+      | 'sse-error'
+      | 'broken-chunking'
+      | 'truncated-gzip'
+      | 'keepalive-only'
+      | 'slow-drip'
+      | 'events-unavailable'
+  }
+>
+
+export interface FaultRule {
+  /** HTTP method to match (case-insensitive); any method when absent. */
+  method?: string
+  /** Regular expression source matched against the request pathname. */
+  path: string
+  /** How many matching requests the rule applies to (default 1). */
+  times?: number
+  action: FaultAction
+}
+
+export interface AppliedFault {
+  /** Index into `emulator.requests` of the request that got the fault. */
+  requestIndex: number
+  method: string
+  path: string
+  action: FaultAction
+}
+
+export interface FaultController {
+  /** Appends rules; they are consumed in the order added. */
+  add(...rules: FaultRule[]): void
+  /** Removes all pending rules and the applied log. */
+  clear(): void
+  /** Rules (with their remaining `times`) not yet used up. */
+  pending(): FaultRule[]
+  /** Which request got which fault, in order. */
+  applied(): AppliedFault[]
+}
+
+export interface RecordedRequest {
+  method: string
+  /** Pathname, still percent-encoded. */
+  path: string
+  /** Query parameters (last value wins for repeated keys). */
+  query: Record<string, string>
+  /** Lower-cased header names; the authorization value is replaced by '<redacted>'. */
+  headers: Record<string, string>
+  /** Bytes of request body received (0 until the body was read). */
+  bodyBytes: number
+  /** Arrival time, epoch milliseconds. */
+  at: number
+  /** Kind of the fault applied to this request, if any. */
+  fault?: FaultAction['kind']
+}
+
+export type OperationStatus = 'PENDING' | 'ASSIGNED' | 'EXECUTING' | 'SUCCESS' | 'FAILED' | 'CANCELLED'
+export type OperationKind = 'instance' | 'image_import'
+
+export interface OperationRecordView {
+  uuid: string
+  kind: OperationKind
+  status: OperationStatus
+  error: string | null
+  createdAt: string
+  imageUuid: string | null
+  resultImageUuid: string | null
+  /** Local pid of the spawned process (the wrapper's pid when sandboxed), null until spawned. */
+  pid: number | null
+  eventCount: number
+}
+
+export interface ImageView {
+  uuid: string
+  tag: string | null
+  createdAt: string
+  operationUuid: string | null
+  /** Directory holding the image's root filesystem. */
+  dir: string
+}
+
+export type SeedFile = string | Uint8Array | { content: string | Uint8Array; mode?: number }
+
+export interface ContreeEmulator {
+  /** http://127.0.0.1:PORT, no trailing slash. */
+  url: string
+  close(): Promise<void>
+  faults: FaultController
+  requests: RecordedRequest[]
+  operations(): OperationRecordView[]
+  images(): ImageView[]
+  seedImage(opts: { tag?: string; files?: Record<string, SeedFile> }): Promise<string>
+  /** Clears recorded requests and faults; images and operations stay. */
+  reset(): void
+  /** True when instances run chrooted in their own mount namespace (root + unshare). */
+  sandboxed: boolean
+}
