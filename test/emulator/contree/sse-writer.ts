@@ -51,9 +51,11 @@ export class SseWriter {
   async end(): Promise<void> {
     if (this.closed) return
     if (this.gzip) {
+      // 'end' of the readable side: the trailer has been emitted (and written) by then.
       const gzip = this.gzip
-      await new Promise<void>((resolve) => gzip.end(() => resolve()))
-      await new Promise<void>((resolve) => setImmediate(resolve))
+      const ended = new Promise<void>((resolve) => gzip.once('end', () => resolve()))
+      gzip.end()
+      await Promise.race([ended, this.closedPromise])
     }
     await new Promise<void>((resolve) => this.res.end(() => resolve()))
   }
