@@ -1,0 +1,96 @@
+/**
+ * Content digests for build-context files: streamed sha256 with bounded concurrency, memoised by
+ * (device, inode, size, mtime, ctime) so a file copied twice in one build is read once. ctime cannot
+ * be set from user space, so a content change always changes the memo key.
+ */
+import { createHash } from 'node:crypto'
+import { constants } from 'node:fs'
+import { open } from 'node:fs/promises'
+import { ARCHIVE_SNIFF_BYTES, looksLikeTarArchive } from './archive-sniff.ts'
+
+export interface FileDigest {
+  sha256: string
+  size: number
+  /** st_mode & 0o7777. */
+  mode: number
+  /** Content is a (possibly compressed) tar archive, which ADD would unpack. */
+  archive: boolean
+}
+
+export interface FileHasher {
+  /** Digest of a regular file; refuses (ELOOP) if the final path component is a symlink. */
+  hash(absPath: string): Promise<FileDigest>
+}
+
+/** Files up to this size are read in one call; larger ones are streamed. */
+const WHOLE_READ_LIMIT = 1024 * 1024
+const STREAM_CHUNK = 1024 * 1024
+
+export function createFileHasher(): FileHasher {
+  const memo = new Map<string, Promise<FileDigest>>()
+  return {
+    async hash(absPath: string): Promise<FileDigest> {
+      // O_NOFOLLOW: the caller has already vetted the path; never let the last component be swapped for a link.
+      const handle = await open(absPath, constants.O_RDONLY | constants.O_NOFOLLOW)
+      let handed = false
+      try {
+        const stat = await handle.stat({ bigint: true })
+        if (!stat.isFile()) throw new Error(`${absPath} is not a regular file`)
+        const key = `${stat.dev}:${stat.ino}:${stat.size}:${stat.mtimeNs}:${stat.ctimeNs}`
+        const known = memo.get(key)
+        if (known) return await known
+        const size = Number(stat.size)
+        const mode = Number(stat.mode & 0o7777n)
+        handed = true
+        const pending = digestHandle(handle, size).then(({ sha256, archive }) => ({ sha256, size, mode, archive }))
+        memo.set(key, pending)
+        pending.catch(() => memo.delete(key))
+        return await pending
+      } finally {
+        if (!handed) await handle.close()
+      }
+    },
+  }
+}
+
+async function digestHandle(
+  handle: import('node:fs/promises').FileHandle,
+  size: number,
+): Promise<{ sha256: string; archive: boolean }> {
+  try {
+    if (size <= WHOLE_READ_LIMIT) {
+      const data = await handle.readFile()
+      return {
+        sha256: createHash('sha256').update(data).digest('hex'),
+        archive: looksLikeTarArchive(data.subarray(0, ARCHIVE_SNIFF_BYTES)),
+      }
+    }
+    const hash = createHash('sha256')
+    let head: Buffer | undefined
+    for await (const chunk of handle.createReadStream({ highWaterMark: STREAM_CHUNK, autoClose: false, start: 0 })) {
+      const buffer = chunk as Buffer
+      if (!head) head = buffer.subarray(0, ARCHIVE_SNIFF_BYTES)
+      hash.update(buffer)
+    }
+    return { sha256: hash.digest('hex'), archive: looksLikeTarArchive(head ?? new Uint8Array()) }
+  } finally {
+    await handle.close()
+  }
+}
+
+/** Runs `work` over `items` with at most `limit` in flight; results keep the input order. */
+export async function mapLimit<T, R>(items: readonly T[], limit: number, work: (item: T) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length)
+  let next = 0
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const index = next++
+      results[index] = await work(items[index] as T)
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker))
+  return results
+}
+
+/** Shared by default so one build's repeated COPYs of the same files hash each file once. */
+export const defaultFileHasher: FileHasher = createFileHasher()
