@@ -1,0 +1,157 @@
+import { execFileSync } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { startContreeEmulator, type ContreeEmulator } from './index.ts'
+import { call, parseSse, readStream, spawn, waitTerminal } from './test-client.ts'
+
+const sha = (bytes: Buffer) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`
+
+/** A tiny OCI registry on loopback that demands the bearer-token dance (Basic u:p at the realm). */
+async function startFakeRegistry(work: string) {
+  const blobs = new Map<string, Buffer>()
+  const manifests = new Map<string, { type: string; body: Buffer }>()
+  const layer = (name: string, files: Record<string, string>) => {
+    const dir = join(work, name)
+    for (const [path, content] of Object.entries(files)) {
+      mkdirSync(join(dir, path, '..'), { recursive: true })
+      writeFileSync(join(dir, path), content)
+    }
+    const tarball = join(work, `${name}.tar.gz`)
+    execFileSync('tar', ['-czf', tarball, '-C', dir, '.'])
+    const bytes = readFileSync(tarball)
+    blobs.set(sha(bytes), bytes)
+    return { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: sha(bytes), size: bytes.length }
+  }
+  const lower = layer('lower', { 'hello.txt': 'hello from the registry\n', 'gone.txt': 'x', 'dir/old.txt': 'old' })
+  const upper = layer('upper', { '.wh.gone.txt': '', 'dir/.wh..wh..opq': '', 'dir/new.txt': 'new' })
+  const config = Buffer.from('{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}')
+  blobs.set(sha(config), config)
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha(config), size: config.length },
+      layers: [lower, upper],
+    }),
+  )
+  const decoy = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', layers: [] }))
+  const index = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.index.v1+json',
+      manifests: [
+        { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha(decoy), size: decoy.length, platform: { os: 'linux', architecture: 'arm64' } },
+        { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha(manifest), size: manifest.length, platform: { os: 'linux', architecture: 'amd64' } },
+      ],
+    }),
+  )
+  for (const body of [manifest, decoy]) manifests.set(sha(body), { type: 'application/vnd.oci.image.manifest.v1+json', body })
+  manifests.set('v1', { type: 'application/vnd.oci.image.index.v1+json', body: index })
+  manifests.set('single', { type: 'application/vnd.oci.image.manifest.v1+json', body: manifest })
+
+  let port = 0
+  const server: Server = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://registry')
+    if (url.pathname === '/token') {
+      const ok = req.headers.authorization === `Basic ${Buffer.from('user:pw').toString('base64')}`
+      res.writeHead(ok ? 200 : 401, { 'content-type': 'application/json' })
+      return res.end(ok ? JSON.stringify({ token: 'tok123' }) : '{}')
+    }
+    if (req.headers.authorization !== 'Bearer tok123') {
+      res.writeHead(401, {
+        'www-authenticate': `Bearer realm="http://127.0.0.1:${port}/token",service="fake",scope="repository:test/img:pull"`,
+      })
+      return res.end()
+    }
+    const m = /^\/v2\/test\/img\/(manifests|blobs)\/(.+)$/.exec(url.pathname)
+    const found = m?.[1] === 'manifests' ? manifests.get(m[2] as string) : undefined
+    if (found) {
+      res.writeHead(200, { 'content-type': found.type, 'docker-content-digest': sha(found.body) })
+      return res.end(found.body)
+    }
+    const blob = m?.[1] === 'blobs' ? blobs.get(m[2] as string) : undefined
+    if (blob) {
+      res.writeHead(200, { 'content-type': 'application/octet-stream' })
+      return res.end(blob)
+    }
+    res.writeHead(404, { 'content-type': 'application/json' })
+    res.end(JSON.stringify({ errors: [{ code: 'MANIFEST_UNKNOWN', message: 'manifest unknown' }] }))
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  port = (server.address() as AddressInfo).port
+  return { host: `127.0.0.1:${port}`, close: () => new Promise<void>((resolve) => server.close(() => resolve())) }
+}
+
+let emu: ContreeEmulator
+let registry: Awaited<ReturnType<typeof startFakeRegistry>>
+let work: string
+
+beforeAll(async () => {
+  work = mkdtempSync(join(tmpdir(), 'fake-registry-'))
+  registry = await startFakeRegistry(work)
+  emu = await startContreeEmulator({ log: () => undefined })
+})
+afterAll(async () => {
+  await emu.close()
+  await registry.close()
+  rmSync(work, { recursive: true, force: true })
+})
+
+async function importImage(body: Record<string, unknown>) {
+  const res = await call(emu.url, 'POST', '/v1/images/import', { body })
+  expect(res.status).toBe(201)
+  const op = res.json().uuid as string
+  expect(res.headers.location).toBe(`/v1/operations/${op}`)
+  return { op, record: await waitTerminal(emu.url, op) }
+}
+
+describe('ConTree emulator: image import from an OCI registry', () => {
+  it('pulls through the bearer challenge, picks linux/amd64, applies whiteouts and tags the image', async () => {
+    const url = `docker://${registry.host}/test/img:v1`
+    const { op, record } = await importImage({
+      registry: { url, credentials: { username: 'user', password: 'pw' } },
+      tag: 'imported:v1',
+    })
+    expect(record).toMatchObject({ kind: 'image_import', status: 'SUCCESS', result: { tag: 'imported:v1' } })
+    expect(record.metadata.registry).toEqual({ url, credentials: { username: 'user', password: '<MASKED>' } })
+    const image = emu.images().find((i) => i.uuid === record.result_image_uuid)
+    expect(image?.tag).toBe('imported:v1')
+    expect(readFileSync(join(image!.dir, 'hello.txt'), 'utf8')).toBe('hello from the registry\n')
+    expect(existsSync(join(image!.dir, 'gone.txt'))).toBe(false)
+    expect(existsSync(join(image!.dir, 'dir/old.txt'))).toBe(false)
+    expect(readFileSync(join(image!.dir, 'dir/new.txt'), 'utf8')).toBe('new')
+    expect(existsSync(join(image!.dir, 'dir/.wh..wh..opq'))).toBe(false)
+
+    const log = parseSse((await readStream(emu.url, `/v1/operations/${op}/events`)).text).frames
+    expect(log[0]?.event).toBe('init')
+    expect(log.at(-1)?.event).toBe('completion')
+    expect(log.some((f) => f.event === 'stdout' && f.data.includes('pulling sha256:'))).toBe(true)
+
+    if (emu.sandboxed) {
+      const run = await spawn(emu.url, { image: 'tag:imported:v1', command: 'cat', args: ['/hello.txt'] })
+      expect((await waitTerminal(emu.url, run)).metadata.result.stdout.value).toBe('hello from the registry\n')
+    }
+
+    // Same manifest again: a new operation that reuses the image; the tag stays with it.
+    const again = await importImage({ registry: { url: `docker://${registry.host}/test/img:single`, credentials: { username: 'user', password: 'pw' } } })
+    expect(again.op).not.toBe(op)
+    expect(again.record.result_image_uuid).toBe(record.result_image_uuid)
+  })
+
+  it('fails with a helpful error for an unknown manifest or missing credentials', async () => {
+    const unknown = await importImage({
+      registry: { url: `docker://${registry.host}/test/img:nope`, credentials: { username: 'user', password: 'pw' } },
+    })
+    expect(unknown.record.status).toBe('FAILED')
+    expect(unknown.record.error).toMatch(/manifest unknown/)
+    const anonymous = await importImage({ registry: { url: `docker://${registry.host}/test/img:v1` } })
+    expect(anonymous.record.status).toBe('FAILED')
+    expect(anonymous.record.error).toMatch(/token request/)
+    expect((await call(emu.url, 'POST', '/v1/images/import', { body: { registry: {} } })).status).toBe(400)
+  })
+})
