@@ -60,7 +60,7 @@ describe('createBuildPlan: FROM and ARG', () => {
   })
 
   it.each([
-    { name: 'default', buildArgs: {}, env: { V: 'default' } },
+    { name: 'default', buildArgs: {} as Record<string, string>, env: { V: 'default' } },
     { name: 'build-arg overrides the default', buildArgs: { V: 'given' }, env: { V: 'given' } },
     { name: 'build-arg may be empty', buildArgs: { V: '' }, env: { V: '' } },
   ])('ARG value: $name', async ({ buildArgs, env }) => {
