@@ -84,7 +84,16 @@ export function parseDockerfile(text: string, options: ParseOptions = {}): Parse
       open = continuation.test(next)
       joined += open ? next.replace(continuation, '') : next
     }
-    instructions.push(parseInstruction(joined.trim(), startLine, first.trimEnd(), fileName))
+    try {
+      instructions.push(parseInstruction(joined.trim(), startLine, first.trimEnd(), fileName))
+    } catch (error) {
+      // A heredoc body (`RUN <<EOF`) shows up as unknown instructions; say what is really wrong.
+      const previous = instructions.at(-1)
+      if (error instanceof DockerfileError && previous && /<<-?\s*["']?[A-Za-z_]/.test(previous.args)) {
+        throw new DockerfileError(error.line, `${error.message.replace(/^[^:]*:\d+: /, '')}; heredocs (line ${previous.line}) are not supported`, fileName)
+      }
+      throw error
+    }
   }
   return { instructions, escapeChar, directives, fileName }
 }

@@ -99,6 +99,12 @@ describe('parseDockerfile', () => {
     expect(() => parseDockerfile('BOGUS', { fileName: 'docker/app.Dockerfile' })).toThrow(/^docker\/app\.Dockerfile:1: unknown instruction "BOGUS"$/)
   })
 
+  it('explains a heredoc instead of reporting its body as unknown instructions', () => {
+    expect(() => parseDockerfile('FROM a\nRUN <<EOF\napt-get update\nEOF')).toThrow(
+      'Dockerfile:3: unknown instruction "apt-get"; heredocs (line 2) are not supported',
+    )
+  })
+
   it('rejects a repeated flag', () => {
     expect(() => parseDockerfile('FROM a\nCOPY --chown=1 --chown=2 a /b')).toThrow('Dockerfile:2: flag --chown is given more than once')
   })
