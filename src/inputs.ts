@@ -83,6 +83,8 @@ export interface Inputs {
   upload?: UploadInputs
   failOnExitCode: boolean
   summary: boolean
+  /** Limit for each remote command: the run and every build step. */
+  timeoutSeconds: number
   workspace: string
 }
 
@@ -305,6 +307,7 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
     ...(upload ? { upload } : {}),
     failOnExitCode: parseBoolean('fail-on-exit-code'),
     summary: parseBoolean('summary'),
+    timeoutSeconds,
     workspace,
   }
 }

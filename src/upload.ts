@@ -1,22 +1,29 @@
 /**
  * Turns the `upload` input into file placements: every file under the listed workspace paths, placed
  * under `upload-to` at its workspace-relative path, hashed so the service is asked only for what it
- * lacks. `.git` directories are skipped; nothing outside the workspace is ever read.
+ * lacks. `.git` directories are skipped; nothing outside the workspace is ever read (a symlink that
+ * points out is an error, as in a build context).
  */
 import * as path from 'node:path'
-import { walkContext } from './build/context.ts'
+import { resolveSources } from './build/context.ts'
 import { createIgnoreMatcher } from './build/dockerignore.ts'
+import { InputError, errorMessage } from './errors.ts'
 import type { UploadInputs } from './inputs.ts'
 import type { FilePlacement } from './providers/types.ts'
 
-const UPLOAD_IGNORES = ['**/.git', '.git']
+const UPLOAD_IGNORES = ['**/.git']
 
 export async function collectUploads(upload: UploadInputs): Promise<FilePlacement> {
-  const files = await walkContext(upload.root, createIgnoreMatcher(UPLOAD_IGNORES))
-  const wanted = upload.paths.map((p) => path.relative(upload.root, p).split(path.sep).join('/'))
+  const matcher = createIgnoreMatcher(UPLOAD_IGNORES)
+  const sources = upload.paths.map((p) => path.relative(upload.root, p).split(path.sep).join('/') || '.')
+  let files
+  try {
+    files = await resolveSources(upload.root, sources, matcher)
+  } catch (error) {
+    throw new InputError('upload', errorMessage(error))
+  }
   const placement: FilePlacement = {}
   for (const file of files) {
-    if (!wanted.some((prefix) => prefix === '' || file.relPath === prefix || file.relPath.startsWith(`${prefix}/`))) continue
     placement[path.posix.join(upload.to, file.relPath)] = {
       file,
       mode: (file.mode & 0o777).toString(8).padStart(4, '0'),

@@ -4,7 +4,6 @@
  * lazily so runs that never touch the cache (and the post step) do not pay for loading it.
  */
 import * as fs from 'node:fs'
-import * as os from 'node:os'
 import * as path from 'node:path'
 import * as core from '@actions/core'
 import { errorMessage } from '../errors.ts'
@@ -18,6 +17,8 @@ export interface CacheStore {
 
 type CacheModule = typeof import('@actions/cache')
 
+const CACHE_FILE = '.remote-sandbox-image-cache.json'
+
 /** A store that never hits: used when caching is turned off or unavailable. */
 export const NO_CACHE: CacheStore = {
   restore: async () => undefined,
@@ -30,9 +31,10 @@ export class ActionsCacheStore implements CacheStore {
   private announcedUnavailable = false
 
   constructor(env: NodeJS.ProcessEnv = process.env) {
-    // The path is part of the cache entry's version, so it must be the same on every runner.
-    const base = env.RUNNER_TEMP || os.tmpdir()
-    this.file = path.join(base, 'remote-sandbox-action', 'image-cache.json')
+    // @actions/cache versions an entry by the path strings it is given, so the path must read the
+    // same on every runner: a fixed name relative to the workspace (which @actions/cache resolves
+    // against), present only for the moment of a restore or save.
+    this.file = path.join(env.GITHUB_WORKSPACE || process.cwd(), CACHE_FILE)
   }
 
   async restore(key: string, restoreKeys: string[]): Promise<{ matchedKey: string; data: unknown } | undefined> {
@@ -45,7 +47,7 @@ export class ActionsCacheStore implements CacheStore {
     }
     try {
       fs.rmSync(this.file, { force: true })
-      const matchedKey = await cache.restoreCache([this.file], key, restoreKeys)
+      const matchedKey = await cache.restoreCache([CACHE_FILE], key, restoreKeys)
       if (!matchedKey) return undefined
       return { matchedKey, data: JSON.parse(fs.readFileSync(this.file, 'utf8')) as unknown }
     } catch (error) {
@@ -67,9 +69,8 @@ export class ActionsCacheStore implements CacheStore {
       return false
     }
     try {
-      fs.mkdirSync(path.dirname(this.file), { recursive: true })
       fs.writeFileSync(this.file, JSON.stringify(data))
-      const id = await cache.saveCache([this.file], key)
+      const id = await cache.saveCache([CACHE_FILE], key)
       if (id === -1) {
         core.warning(
           `Image UUIDs were not saved to the Actions cache (key ${key}). If the log above says "cache write denied", give the job \`permissions: actions: write\`; if it says another job may be creating this cache, a parallel job saved the same result and nothing is lost.`,

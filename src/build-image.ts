@@ -1,0 +1,223 @@
+/**
+ * Builds a Dockerfile remotely, step by step: each RUN (with the files COPY/ADD placed before it) is
+ * one operation on the previous step's image, streamed live in its own group. Every step has a key
+ * chained from the base image and everything before it; a step whose key maps to an image that
+ * still exists is CACHED and spawns nothing. The key → image map travels between runners in the
+ * Actions cache: the exact key is the whole build, the restore prefix finds the latest build of the
+ * same Dockerfile, so an edit late in the file reuses every unchanged step before it.
+ */
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import * as core from '@actions/core'
+import type { CacheStore } from './cache/actions-cache-store.ts'
+import { buildKeys, dockerfileId } from './cache/keys.ts'
+import { createSourceResolver } from './build/context.ts'
+import { parseDockerfile } from './build/dockerfile.ts'
+import { createIgnoreMatcher, readDockerignore } from './build/dockerignore.ts'
+import { createBuildPlan, type BuildPlan, type BuildStep } from './build/plan.ts'
+import { buildCacheKey, fromKey, stepKeys } from './build/step-key.ts'
+import { downloadUrl, type Download } from './download.ts'
+import { errorMessage, InputError } from './errors.ts'
+import { resolveImage, serviceScope, type ImageContext, type PreparedImage } from './image.ts'
+import { parseImage } from './inputs.ts'
+import { judge, statusLine } from './outcome.ts'
+import { formatDuration } from './output/format.ts'
+import { reportFailure } from './output/remote-log.ts'
+import { renderBuildSummary, type BuildSummaryStep } from './output/summary.ts'
+import type { OperationOutcome, SandboxFile } from './providers/types.ts'
+
+interface StepMap {
+  version: 1
+  /** Step key → image UUID, for the steps of one successful build. */
+  steps: Record<string, string>
+}
+
+export async function buildImage(ctx: ImageContext & { cache: CacheStore }): Promise<PreparedImage> {
+  const { inputs, provider, signal, cache } = ctx
+  const build = inputs.build
+  if (!build) throw new Error('internal: no build inputs')
+  const dockerfileName = path.relative(inputs.workspace, build.dockerfile) || 'Dockerfile'
+  const contextName = path.relative(inputs.workspace, build.context) || '.'
+
+  // Everything local (parse, plan, hash the context) before anything remote.
+  const plan = await planBuild(build.dockerfile, dockerfileName, build.context, build.buildArgs)
+  const downloads = await downloadUrlFiles(plan, signal)
+
+  let baseSpec
+  try {
+    baseSpec = parseImage(plan.from.ref)
+  } catch (error) {
+    throw new Error(`${dockerfileName}:${plan.from.line}: FROM ${plan.from.ref}: ${errorMessage(error).replace(/^Input 'image': /, '')}`)
+  }
+  const base = await resolveImage(ctx, baseSpec)
+  const scope = serviceScope(inputs)
+  const baseKey = fromKey({ provider: scope.provider, endpoint: scope.apiUrl, project: scope.project ?? '', baseImage: base.digest ?? base.uuid })
+  const urlDigests = Object.fromEntries([...downloads].map(([url, download]) => [url, download.sha256]))
+  const keys = stepKeys(baseKey, plan.steps, urlDigests)
+  const buildDigest = buildCacheKey(baseKey, keys)
+  const cacheKeys = buildKeys(scope, dockerfileId(dockerfileName, contextName), buildDigest)
+
+  const restored = inputs.noCache ? undefined : await cache.restore(cacheKeys.key, [cacheKeys.restorePrefix])
+  const known = readStepMap(restored?.data)
+  if (restored) core.info(`Build cache: found ${Object.keys(known).length} step image(s) from ${restored.matchedKey === cacheKeys.key ? 'this exact build' : 'an earlier build of this Dockerfile'}.`)
+
+  const total = plan.steps.length
+  const rows: BuildSummaryStep[] = []
+  const built: Record<string, string> = {}
+  let current = base.uuid
+  let allCached = true
+  const summarize = (uuid: string): void => {
+    ctx.report.buildSummary = renderBuildSummary({
+      imageUuid: uuid,
+      digest: `sha256:${buildDigest}`,
+      tag: inputs.tag ?? null,
+      cacheHit: allCached,
+      steps: rows,
+    })
+  }
+
+  for (const step of plan.steps) {
+    const number = step.index + 1
+    const title = `Step ${number}/${total}: ${step.instruction}`
+    const key = keys[step.index] as string
+    const cached = known[key]
+    if (cached && !inputs.noCache) {
+      if (await provider.imageExists(cached, signal)) {
+        core.info(`${title} — CACHED (image ${cached})`)
+        current = cached
+        built[key] = cached
+        rows.push({ index: number, instruction: step.instruction, outcome: 'cached', resultImage: cached })
+        continue
+      }
+      core.info(`${title}: the cached image ${cached} no longer exists on the service; running the step again.`)
+    }
+    allCached = false
+    const started = Date.now()
+    let outcome: OperationOutcome
+    try {
+      outcome = await runStep(ctx, step, current, downloads, title, `build step ${number}/${total}`)
+    } catch (error) {
+      rows.push({ index: number, instruction: step.instruction, outcome: 'failed', durationMs: Date.now() - started })
+      summarize(current)
+      throw error
+    }
+    const verdict = judge(outcome, `Step ${number}/${total} (${step.instruction})`)
+    if (!verdict.ok || !outcome.resultImage) {
+      rows.push({ index: number, instruction: step.instruction, outcome: 'failed', durationMs: outcome.durationMs })
+      summarize(current)
+      const message = verdict.ok ? `Step ${number}/${total} produced no image (operation ${outcome.operationId})` : verdict.message
+      throw new Error(message)
+    }
+    current = outcome.resultImage
+    built[key] = current
+    rows.push({ index: number, instruction: step.instruction, outcome: 'built', durationMs: outcome.durationMs, resultImage: current })
+  }
+
+  if (inputs.tag) {
+    await provider.tagImage(current, inputs.tag, signal)
+    core.info(`Tagged image ${current} as ${inputs.tag}.`)
+  }
+  const cacheHit = total === 0 ? base.cacheHit : allCached
+  summarize(current)
+  if (restored?.matchedKey === cacheKeys.key && allCached) {
+    core.info('Build cache: this exact build is already cached.')
+  } else if (total > 0) {
+    // Only a whole successful build is saved: a failed or cancelled one throws before reaching here.
+    const saved = await cache.save(cacheKeys.key, { version: 1, steps: built } satisfies StepMap)
+    if (saved) core.info(`Build cache: saved ${Object.keys(built).length} step image(s) under ${cacheKeys.key}.`)
+  }
+  core.info(`Built image ${current} (${cacheHit ? 'every step from cache' : `${rows.filter((r) => r.outcome === 'built').length} of ${total} step(s) built`}).`)
+  return { uuid: current, digest: `sha256:${buildDigest}`, cacheHit, ...(inputs.tag ? { tag: inputs.tag } : {}) }
+}
+
+async function planBuild(dockerfile: string, dockerfileName: string, context: string, buildArgs: Record<string, string>): Promise<BuildPlan> {
+  let text: string
+  try {
+    text = fs.readFileSync(dockerfile, 'utf8')
+  } catch (error) {
+    throw new InputError('dockerfile', `cannot read ${dockerfileName}: ${errorMessage(error)}`)
+  }
+  const parsed = parseDockerfile(text, { fileName: dockerfileName })
+  const matcher = createIgnoreMatcher(await readDockerignore(context))
+  const resolve = createSourceResolver(context, matcher)
+  const plan = await createBuildPlan(parsed, { buildArgs, resolveSources: (sources) => resolve(sources) })
+  for (const note of plan.notes) core.info(`${dockerfileName}:${note.line}: ${note.keyword}: ${note.note}`)
+  if (plan.unusedBuildArgs.length) {
+    core.warning(`build-args not consumed by any ARG in ${dockerfileName}: ${plan.unusedBuildArgs.join(', ')}`)
+  }
+  return plan
+}
+
+async function downloadUrlFiles(plan: BuildPlan, signal: AbortSignal): Promise<Map<string, Download>> {
+  const downloads = new Map<string, Download>()
+  for (const step of plan.steps) {
+    for (const urlFile of step.urlFiles) {
+      if (downloads.has(urlFile.url)) continue
+      const download = await downloadUrl(urlFile.url, signal)
+      if (urlFile.checksum && urlFile.checksum !== download.sha256) {
+        throw new Error(`ADD ${urlFile.url}: checksum mismatch (expected sha256:${urlFile.checksum}, got sha256:${download.sha256})`)
+      }
+      core.info(`Downloaded ${urlFile.url} (${download.bytes.byteLength} bytes, sha256:${download.sha256}).`)
+      downloads.set(urlFile.url, download)
+    }
+  }
+  return downloads
+}
+
+async function runStep(
+  ctx: ImageContext,
+  step: BuildStep,
+  image: string,
+  downloads: Map<string, Download>,
+  title: string,
+  label: string,
+): Promise<OperationOutcome> {
+  const { provider, signal, inputs } = ctx
+  const files: Record<string, SandboxFile> = {}
+  if (step.files.length) {
+    const stored = await provider.ensureFiles(step.files.map((pending) => pending.file), signal)
+    for (const pending of step.files) {
+      files[pending.path] = { uuid: stored.ids.get(pending.file.sha256) as string, mode: pending.mode, uid: pending.uid, gid: pending.gid }
+    }
+    if (stored.uploaded) core.info(`${title}: uploaded ${stored.uploaded} new file(s), ${stored.uploadedBytes} bytes.`)
+  }
+  for (const urlFile of step.urlFiles) {
+    const download = downloads.get(urlFile.url)
+    if (!download) throw new Error(`internal: ${urlFile.url} was not downloaded`)
+    files[urlFile.dest] = { uuid: await provider.storeBytes(download.bytes, signal), mode: urlFile.mode, uid: urlFile.uid, gid: urlFile.gid }
+  }
+  const run = step.run ?? { command: 'true', shell: true }
+  const group = ctx.log.open(title)
+  let outcome: OperationOutcome
+  try {
+    outcome = await provider.run(
+      {
+        image,
+        command: run.command,
+        shell: run.shell,
+        ...(run.args ? { args: run.args } : {}),
+        env: step.env,
+        cwd: step.cwd,
+        timeoutSeconds: inputs.timeoutSeconds,
+        disposable: false,
+        files,
+      },
+      group,
+      { label, signal },
+    )
+  } catch (error) {
+    group.end(`✗ ${title}: ${errorMessage(error)}`)
+    throw error
+  }
+  group.end(statusLine(outcome, title, formatDuration(outcome.durationMs)))
+  const verdict = judge(outcome, title)
+  if (!verdict.ok) reportFailure(group.tail(), verdict.message)
+  return outcome
+}
+
+function readStepMap(data: unknown): Record<string, string> {
+  if (typeof data !== 'object' || data === null) return {}
+  const steps = (data as Partial<StepMap>).steps
+  if (typeof steps !== 'object' || steps === null) return {}
+  return Object.fromEntries(Object.entries(steps).filter((entry): entry is [string, string] => typeof entry[1] === 'string'))
+}
