@@ -3,7 +3,6 @@
  * the typed errors of errors.ts, so readers (SSE follower, JSON) can tell a truncated payload from
  * a dropped connection.
  */
-import { Readable, pipeline } from 'node:stream'
 import { constants as zlibConstants, createGunzip } from 'node:zlib'
 import { CorruptBodyError, RequestTimeoutError, TransportError, TruncatedBodyError } from './errors.ts'
 
@@ -24,33 +23,92 @@ export async function* decodeBody(raw: AsyncIterable<Uint8Array>, gzip: boolean,
   }
 }
 
+/** Decoded output buffered beyond this pauses the decoder until the reader catches up. */
+const DECODED_HIGH_WATER = 1024 * 1024
+
 async function* gunzipIncrementally(raw: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
-  const iterator = raw[Symbol.asyncIterator]()
-  let first = await iterator.next()
-  while (!first.done && first.value.byteLength === 0) first = await iterator.next()
+  const input = raw[Symbol.asyncIterator]()
+  let first = await input.next()
+  while (!first.done && first.value.byteLength === 0) first = await input.next()
   // Empty bodies labelled gzip (HEAD, 202, 204) are not a gzip stream at all.
   if (first.done) return
   // Sync-flush each write so every chunk the server flushed is decoded on arrival; finish with
   // Z_FINISH so a stream that stops before its trailer fails loudly instead of ending short.
   const gunzip = createGunzip({ flush: zlibConstants.Z_SYNC_FLUSH, finishFlush: zlibConstants.Z_FINISH })
-  const source = Readable.from(prepend(first.value, iterator), { objectMode: false })
-  // Errors of either side destroy the gunzip stream, and its iterator rethrows them below.
-  pipeline(source, gunzip, () => {})
-  yield* gunzip as AsyncIterable<Uint8Array>
+  const decoded: Buffer[] = []
+  let decodedBytes = 0
+  let decodeError: unknown
+  let inputError: unknown
+  let finished = false
+  let wake: (() => void) | undefined
+  const notify = (): void => {
+    const resolve = wake
+    wake = undefined
+    resolve?.()
+  }
+  gunzip.on('data', (chunk: Buffer) => {
+    decoded.push(chunk)
+    decodedBytes += chunk.byteLength
+    if (decodedBytes > DECODED_HIGH_WATER) gunzip.pause()
+    notify()
+  })
+  gunzip.on('error', (error) => {
+    decodeError ??= error
+    notify()
+  })
+  gunzip.on('end', () => {
+    finished = true
+    notify()
+  })
+  // Not a pipeline: when the connection drops, everything that arrived before the drop is still
+  // decoded and handed out first, and only then the connection error is raised.
+  void (async () => {
+    try {
+      let chunk: Uint8Array = first.value
+      for (;;) {
+        if (!gunzip.write(chunk)) await waitDrain(gunzip)
+        if (decodeError !== undefined) return
+        const next = await input.next()
+        if (next.done) break
+        chunk = next.value
+      }
+    } catch (error) {
+      inputError = error
+    }
+    if (decodeError === undefined) gunzip.end()
+  })()
+  try {
+    for (;;) {
+      const chunk = decoded.shift()
+      if (chunk !== undefined) {
+        decodedBytes -= chunk.byteLength
+        if (gunzip.isPaused() && decodedBytes <= DECODED_HIGH_WATER / 2) gunzip.resume()
+        yield chunk
+        continue
+      }
+      if (finished || decodeError !== undefined) break
+      await new Promise<void>((resolve) => (wake = resolve))
+    }
+    // The feeder sets inputError before it ends the gunzip stream, so it is known by now.
+    // A dropped connection also leaves the gzip stream unfinished; the drop is the real cause.
+    if (inputError !== undefined) throw inputError
+    if (decodeError !== undefined) throw decodeError
+  } finally {
+    if (!finished) gunzip.destroy()
+    await input.return?.()
+  }
 }
 
-async function* prepend(head: Uint8Array, rest: AsyncIterator<Uint8Array>): AsyncGenerator<Uint8Array> {
-  try {
-    yield head
-    for (;;) {
-      const next = await rest.next()
-      if (next.done) return
-      yield next.value
+function waitDrain(stream: NodeJS.WritableStream & NodeJS.EventEmitter): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      stream.off('drain', done)
+      stream.off('close', done)
+      resolve()
     }
-  } finally {
-    // Releases the socket when the reader stops early.
-    await rest.return?.()
-  }
+    stream.on('drain', done)
+    stream.on('close', done)
+  })
 }
 
 const CONNECT_PHASE_CODES = new Set([

@@ -1,0 +1,122 @@
+/**
+ * Watches one ConTree operation to its end: streams the main process's output into the sink as it
+ * arrives and turns the exit/completion events into the action's OperationOutcome. The operation
+ * record is fetched only when the stream could not tell the whole story, so a normal run costs no
+ * request beyond the event stream.
+ */
+import type { Sleep } from '../../http/sleep.ts'
+import type { OperationOutcome, OperationStatus, OutputSink } from '../types.ts'
+import { followOperation, type FollowApi } from './follow.ts'
+import { decodeStream, type CompletionEventData, type ExitEventData, type OperationResponse, type StreamRepr } from './wire.ts'
+
+export interface WatchOptions {
+  signal?: AbortSignal
+  sleep?: Sleep
+  /** Monotonic ms on the `now` clock. */
+  deadline?: number
+  now?: () => number
+  log?: (message: string) => void
+  /** An import has no main process; all its output is progress worth showing. */
+  kind?: 'instance' | 'image_import'
+}
+
+const MAIN_SPID = 1
+
+export async function watchOperation(api: FollowApi, id: string, sink: OutputSink, opts: WatchOptions = {}): Promise<OperationOutcome> {
+  let streamed = false
+  let exit: ExitEventData | undefined
+  let completion: CompletionEventData | undefined
+  let synthetic = false
+  // Subprocesses exec'd next to the main one announce themselves with a spawn event; output of a
+  // spid that never spawned (import progress) still belongs to the operation itself.
+  const spawnedOthers = new Set<number>()
+
+  const follow = followOperation(api, id, {
+    ...(opts.signal ? { signal: opts.signal } : {}),
+    ...(opts.sleep ? { sleep: opts.sleep } : {}),
+    ...(opts.deadline !== undefined ? { deadline: opts.deadline } : {}),
+    ...(opts.now ? { now: opts.now } : {}),
+    ...(opts.log ? { log: opts.log } : {}),
+  })
+  for await (const event of follow) {
+    const spid = event.spid ?? MAIN_SPID
+    switch (event.type) {
+      case 'stdout':
+      case 'stderr': {
+        if (spid !== MAIN_SPID && opts.kind !== 'image_import' && spawnedOthers.has(spid)) break
+        streamed = true
+        const bytes = decodeStream(event.data as unknown as StreamRepr)
+        if (bytes.byteLength > 0) sink.write(event.type === 'stdout' ? 'stdout' : 'stderr', bytes)
+        break
+      }
+      case 'spawn':
+        if (spid !== MAIN_SPID) spawnedOthers.add(spid)
+        break
+      case 'exit':
+        if (spid === MAIN_SPID) exit = event.data as ExitEventData
+        break
+      case 'completion':
+        completion = event.data as CompletionEventData
+        synthetic = event.synthetic === true
+        break
+      default:
+        break
+    }
+  }
+
+  const needsRecord =
+    synthetic ||
+    completion === undefined ||
+    typeof completion.status !== 'string' ||
+    typeof completion.duration_ms !== 'number' ||
+    (exit === undefined && opts.kind !== 'image_import') ||
+    !streamed
+  const record = needsRecord ? await api.getOperation(id, opts.signal) : undefined
+  if (record !== undefined && !streamed) writeCaptured(record, sink)
+  return toOutcome(id, exit, completion, record)
+}
+
+/** Output the service captured, for when nothing was streamed: the output is never lost. */
+function writeCaptured(record: OperationResponse, sink: OutputSink): void {
+  const result = record.metadata?.result
+  for (const stream of ['stdout', 'stderr'] as const) {
+    const repr = result?.[stream]
+    if (repr === undefined || repr === null) continue
+    const bytes = decodeStream(repr)
+    if (bytes.byteLength > 0) sink.write(stream, bytes)
+  }
+}
+
+function toOutcome(
+  id: string,
+  exit: ExitEventData | undefined,
+  completion: CompletionEventData | undefined,
+  record: OperationResponse | undefined,
+): OperationOutcome {
+  const state = record?.metadata?.result?.state
+  const status = (stringOr(completion?.status) ?? stringOr(record?.status) ?? 'FAILED') as OperationStatus
+  const exitCode = exit?.code ?? state?.exit_code ?? record?.result?.exit_code ?? record?.metadata?.result?.exit_code
+  const duration =
+    numberOr(completion?.duration_ms) ??
+    (typeof completion?.duration === 'number' ? Math.round(completion.duration * 1000) : undefined) ??
+    (typeof record?.duration === 'number' ? Math.round(record.duration * 1000) : undefined)
+  return {
+    operationId: id,
+    status,
+    // −1 is the service's "no exit code" (killed by a signal): report it as none.
+    exitCode: typeof exitCode === 'number' && exitCode >= 0 ? exitCode : null,
+    timedOut: exit?.timed_out ?? state?.timed_out ?? false,
+    error: stringOr(completion?.error) ?? stringOr(record?.error) ?? null,
+    resultImage:
+      stringOr(completion?.result_image_uuid) ?? stringOr(completion?.result_image) ?? stringOr(record?.result_image_uuid) ?? stringOr(record?.result?.image) ?? null,
+    durationMs: duration ?? 0,
+  }
+}
+
+function stringOr(value: unknown): string | undefined {
+  return typeof value === 'string' && value !== '' ? value : undefined
+}
+
+function numberOr(value: unknown): number | undefined {
+  return typeof value === 'number' && Number.isFinite(value) ? value : undefined
+}
