@@ -127,7 +127,13 @@ export async function buildImage(ctx: ImageContext & { cache: CacheStore }): Pro
     if (saved) core.info(`Build cache: saved ${Object.keys(built).length} step image(s) under ${cacheKeys.key}.`)
   }
   core.info(`Built image ${current} (${cacheHit ? 'every step from cache' : `${rows.filter((r) => r.outcome === 'built').length} of ${total} step(s) built`}).`)
-  return { uuid: current, digest: `sha256:${buildDigest}`, cacheHit, ...(inputs.tag ? { tag: inputs.tag } : {}) }
+  return {
+    uuid: current,
+    digest: `sha256:${buildDigest}`,
+    cacheHit,
+    ...(inputs.tag ? { tag: inputs.tag } : {}),
+    runDefaults: { cwd: plan.final.cwd, env: plan.final.env },
+  }
 }
 
 async function planBuild(dockerfile: string, dockerfileName: string, context: string, buildArgs: Record<string, string>): Promise<BuildPlan> {

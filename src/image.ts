@@ -24,6 +24,8 @@ export interface PreparedImage {
   /** The whole import or build was served from the cache. */
   cacheHit: boolean
   tag?: string
+  /** Working directory and environment a command in this image starts with (a build's WORKDIR and ENV). */
+  runDefaults?: { cwd: string; env: Record<string, string> }
 }
 
 export interface ImageContext {

@@ -58,7 +58,7 @@ export async function run(deps: MainDeps = { exit: (code) => process.exit(code) 
     const image = await prepareImage({ inputs, provider, log, signal: controller.signal, report })
     report.image = image
     setImageOutputs(image)
-    if (inputs.run) await runCommand(inputs, provider, image.uuid, log, controller.signal, report)
+    if (inputs.run) await runCommand(inputs, provider, image, log, controller.signal, report)
   } catch (error) {
     if (cancellation.signal) {
       await cancellation.settled()
@@ -98,7 +98,7 @@ function setRunOutputs(outcome: OperationOutcome): void {
 async function runCommand(
   inputs: Inputs,
   provider: Provider,
-  image: string,
+  image: PreparedImage,
   log: RemoteLog,
   signal: AbortSignal,
   report: RunReport,
@@ -126,12 +126,13 @@ async function runCommand(
   try {
     outcome = await provider.run(
       {
-        image,
+        image: image.uuid,
         command: run.command,
         shell: run.shell,
         ...(run.args ? { args: run.args } : {}),
-        env: run.env,
-        ...(run.cwd ? { cwd: run.cwd } : {}),
+        // Like `docker run`: a built image's ENV and WORKDIR apply unless the inputs say otherwise.
+        env: { ...image.runDefaults?.env, ...run.env },
+        ...(run.cwd ? { cwd: run.cwd } : image.runDefaults ? { cwd: image.runDefaults.cwd } : {}),
         timeoutSeconds: run.timeoutSeconds,
         disposable: run.disposable,
         files,

@@ -70,6 +70,8 @@ export interface BuildPlan {
   steps: BuildStep[]
   notes: BuildNote[]
   unusedBuildArgs: string[]
+  /** The state at the end of the file: what `docker run` of the image would start with. */
+  final: { cwd: string; env: Record<string, string>; user?: string }
 }
 
 /** Resolves COPY/ADD local sources (already substituted) to context files. */
@@ -268,7 +270,7 @@ export async function createBuildPlan(dockerfile: ParsedDockerfile, options: Pla
   const unusedBuildArgs = Object.keys(buildArgs)
     .filter((name) => !declared.has(name) && !PREDEFINED_ARGS.has(name))
     .sort()
-  return { from: from as BuildPlan['from'], steps, notes, unusedBuildArgs }
+  return { from: from as BuildPlan['from'], steps, notes, unusedBuildArgs, final: { cwd: workdir, env: { ...env }, ...(user ? { user } : {}) } }
 
   async function planCopyInstruction(instruction: Instruction): Promise<void> {
     const { keyword, line } = instruction

@@ -60,6 +60,16 @@ export class ContreeApi {
     return res.status !== 404
   }
 
+  /** The stored file with this content, or null: the dedup probe that also yields the file's uuid. */
+  async getFile(sha256: string, signal?: AbortSignal): Promise<FileRecord | null> {
+    const res = await this.http.request({ method: 'GET', path: `/v1/files/${seg(sha256)}`, accept: [404], ...withSignal(signal) })
+    if (res.status === 404) {
+      await res.dump()
+      return null
+    }
+    return res.json<FileRecord>()
+  }
+
   async uploadFile(body: Uint8Array | (() => AsyncIterable<Uint8Array> | Uint8Array), size: number, signal?: AbortSignal): Promise<FileRecord> {
     const res = await this.http.request({
       method: 'POST',

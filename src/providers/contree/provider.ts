@@ -97,7 +97,6 @@ export class ContreeProvider implements Provider {
             disposable: request.disposable,
             ...(request.files && Object.keys(request.files).length ? { files: request.files } : {}),
           },
-          options.signal,
         ),
       sink,
       options,
@@ -117,7 +116,6 @@ export class ContreeProvider implements Provider {
             ...(request.tag ? { tag: request.tag } : {}),
             timeout: 1800,
           },
-          options.signal,
         ),
       sink,
       options,
@@ -145,6 +143,11 @@ export class ContreeProvider implements Provider {
     }
   }
 
+  /**
+   * `start` gets no abort signal on purpose: a create aborted in flight may still have reached the
+   * service, leaving work nobody knows the id of. Letting it finish means the id is registered, and
+   * a registry that is already cancelling cancels it at once.
+   */
   private async follow(start: () => Promise<string>, sink: OutputSink, options: StartOptions): Promise<OperationOutcome> {
     const operationId = await start()
     this.options.registry?.add({

@@ -1,0 +1,297 @@
+/**
+ * End-to-end: remote Dockerfile builds and registry imports through the bundled action, against the
+ * ConTree emulator, the real @actions/cache talking to the cache-service emulator, and a real OCI
+ * registry (Debian's docker-registry) on loopback.
+ */
+import * as fs from 'node:fs'
+import * as os from 'node:os'
+import * as path from 'node:path'
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { startCacheService } from '../emulator/cache-service.ts'
+import { startContreeEmulator } from '../emulator/contree/index.ts'
+import type { ContreeEmulator } from '../emulator/contree/types.ts'
+import { pushImage, registryAvailable, startRegistry } from '../emulator/registry.ts'
+import { runAction, startAction, type ActionResult } from '../helpers/run-action.ts'
+
+const TOKEN = 'tok-build-Hf83kq'
+let emulator: ContreeEmulator
+let cacheService: Awaited<ReturnType<typeof startCacheService>>
+
+beforeAll(async () => {
+  emulator = await startContreeEmulator({ token: TOKEN, keepaliveMs: 200 })
+  cacheService = await startCacheService()
+})
+afterAll(async () => {
+  await emulator?.close()
+  await cacheService?.close()
+})
+beforeEach(async () => {
+  emulator.reset()
+  await cacheService.setMode('ok')
+})
+
+const spawns = () => emulator.requests.filter((r) => r.method === 'POST' && r.path === '/v1/instances')
+const uploads = () => emulator.requests.filter((r) => r.method === 'POST' && r.path === '/v1/files')
+const imports = () => emulator.requests.filter((r) => r.method === 'POST' && r.path === '/v1/images/import')
+
+function makeProject(files: Record<string, string>): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'build-ws-'))
+  for (const [name, content] of Object.entries(files)) {
+    fs.mkdirSync(path.dirname(path.join(dir, name)), { recursive: true })
+    fs.writeFileSync(path.join(dir, name), content)
+  }
+  return dir
+}
+
+const DOCKERFILE = [
+  'FROM busybox:latest',
+  'ARG GREETING=hello',
+  'ENV APP_HOME=/app',
+  'WORKDIR $APP_HOME',
+  'COPY src/ ./src/',
+  'RUN cat src/message.txt > built.txt && echo "$GREETING from step one"',
+  'LABEL purpose=test',
+  'COPY config.txt /etc/app/config.txt',
+  'RUN echo "config: $(cat /etc/app/config.txt)" && test -f /app/built.txt',
+  'RUN echo last-step && cat /app/built.txt',
+].join('\n')
+
+function build(workspace: string, extra: Record<string, string> = {}, env: Record<string, string | undefined> = {}): Promise<ActionResult> {
+  return runAction({
+    workspace,
+    inputs: { 'api-url': emulator.url, token: TOKEN, dockerfile: 'Dockerfile', 'build-args': 'GREETING=hi', ...extra },
+    env: { ...cacheService.env(), ...env },
+  })
+}
+
+describe('building a Dockerfile', () => {
+  it('builds cold, then rebuilds warm with no spawn and no upload, across runners', async () => {
+    const workspace = makeProject({
+      Dockerfile: DOCKERFILE,
+      'src/message.txt': 'the message\n',
+      'config.txt': 'v1\n',
+      '.dockerignore': 'ignored/\n',
+      'ignored/big.bin': 'x'.repeat(1000),
+    })
+    const cold = await build(workspace, { run: 'cat /app/built.txt && echo "in $(pwd)"' })
+    expect(cold.exitCode, cold.stdout + cold.stderr).toBe(0)
+    expect(cold.stdout).toMatch(/::group::Step 1\/3: RUN cat src\/message.txt/)
+    expect(cold.stdout).toMatch(/hi from step one/)
+    expect(cold.stdout).toMatch(/config: v1/)
+    expect(cold.stdout).toMatch(/::group::Step 3\/3: RUN echo last-step[\s\S]*the message/)
+    expect(cold.stdout).toMatch(/LABEL.*no remote effect/)
+    expect(cold.stdout).toMatch(/::group::Run: [\s\S]*the message\n[\s\S]*in \/app/)
+    expect(cold.outputs['cache-hit']).toBe('false')
+    expect(cold.outputs['image-uuid']).toMatch(/^[0-9a-f-]{36}$/)
+    expect(cold.outputs.digest).toMatch(/^sha256:[0-9a-f]{64}$/)
+    expect(cold.summary).toMatch(/\| 3 \| RUN echo last.*step .*\| ✓ built \|/)
+    expect(spawns()).toHaveLength(4)
+    expect(uploads()).toHaveLength(2) // the ignored file is never uploaded
+    expect(cacheService.entries().length).toBe(1)
+
+    emulator.reset()
+    const warm = await build(workspace)
+    expect(warm.exitCode, warm.stdout).toBe(0)
+    expect(warm.stdout.match(/CACHED/g)).toHaveLength(3)
+    expect(warm.outputs['cache-hit']).toBe('true')
+    expect(warm.outputs['image-uuid']).toBe(cold.outputs['image-uuid'])
+    expect(warm.outputs.digest).toBe(cold.outputs.digest)
+    expect(spawns()).toHaveLength(0)
+    expect(uploads()).toHaveLength(0)
+  })
+
+  it('after an edit in the last step runs only that step', async () => {
+    const workspace = makeProject({ Dockerfile: DOCKERFILE, 'src/message.txt': 'm\n', 'config.txt': 'v1\n' })
+    expect((await build(workspace)).exitCode).toBe(0)
+    fs.writeFileSync(path.join(workspace, 'Dockerfile'), DOCKERFILE.replace('echo last-step', 'echo edited-last-step'))
+    emulator.reset()
+    const edited = await build(workspace)
+    expect(edited.exitCode, edited.stdout).toBe(0)
+    expect(edited.stdout.match(/CACHED/g)).toHaveLength(2)
+    expect(edited.stdout).toContain('edited-last-step')
+    expect(spawns()).toHaveLength(1)
+    expect(edited.outputs['cache-hit']).toBe('false')
+  })
+
+  it('after a change in a copied file reruns from the step that places it', async () => {
+    const workspace = makeProject({ Dockerfile: DOCKERFILE, 'src/message.txt': 'm\n', 'config.txt': 'v1\n' })
+    expect((await build(workspace)).exitCode).toBe(0)
+    fs.writeFileSync(path.join(workspace, 'config.txt'), 'v2\n')
+    emulator.reset()
+    const changed = await build(workspace)
+    expect(changed.exitCode).toBe(0)
+    expect(changed.stdout.match(/CACHED/g)).toHaveLength(1)
+    expect(changed.stdout).toContain('config: v2')
+    expect(spawns()).toHaveLength(2)
+    expect(uploads()).toHaveLength(1)
+  })
+
+  it('treats a cached image that no longer exists as a miss', async () => {
+    const workspace = makeProject({ Dockerfile: DOCKERFILE, 'src/message.txt': 'lost image\n', 'config.txt': 'v1\n' })
+    const first = await build(workspace)
+    expect(first.exitCode).toBe(0)
+    // The service lost the last step's image: it answers 404 for it from now on.
+    emulator.reset()
+    emulator.faults.add({ method: 'GET', path: `^/v1/inspect/${first.outputs['image-uuid']}/$`, times: 100, action: { kind: 'status', status: 404, body: { error: 'image not found' } } })
+    const second = await build(workspace)
+    expect(second.exitCode, second.stdout).toBe(0)
+    expect(second.stdout).toMatch(/no longer exists/)
+    expect(spawns()).toHaveLength(1)
+  })
+
+  it('a failing RUN shows its output and exit code and caches nothing', async () => {
+    const workspace = makeProject({ Dockerfile: 'FROM busybox:latest\nRUN echo about-to-fail && exit 7\nRUN echo never' })
+    const before = cacheService.entries().length
+    const result = await build(workspace, { 'build-args': '' })
+    expect(result.exitCode).not.toBe(0)
+    expect(result.stdout).toContain('about-to-fail')
+    expect(result.stdout).toMatch(/::error::.*Step 1\/2.*exited with code 7/)
+    expect(result.stdout).not.toContain('never')
+    expect(cacheService.entries().length).toBe(before)
+  })
+
+  it('SIGINT during a RUN cancels the running operation and caches nothing', async () => {
+    const workspace = makeProject({ Dockerfile: 'FROM busybox:latest\nRUN echo step-$((6*7)) && sleep 60' })
+    const before = cacheService.entries().length
+    const action = startAction({
+      workspace,
+      inputs: { 'api-url': emulator.url, token: TOKEN, dockerfile: 'Dockerfile' },
+      env: cacheService.env(),
+    })
+    await action.waitForStdout(/step-42/)
+    action.cancel()
+    const result = await action.done
+    expect(result.exitCode).not.toBe(0)
+    const deletes = emulator.requests.filter((r) => r.method === 'DELETE')
+    expect(deletes).toHaveLength(1)
+    const opId = deletes[0]?.path.split('/').pop()
+    expect(emulator.operations().find((o) => o.uuid === opId)?.status).toBe('CANCELLED')
+    expect(cacheService.entries().length).toBe(before)
+  })
+
+  it('goes on without the cache when the cache service is down, with a warning', async () => {
+    const workspace = makeProject({ Dockerfile: 'FROM busybox:latest\nRUN echo uncached' })
+    await cacheService.setMode('down')
+    const result = await build(workspace, { 'build-args': '' })
+    expect(result.exitCode, result.stdout).toBe(0)
+    expect(result.stdout).toMatch(/::warning::/)
+    expect(result.stdout).toContain('uncached')
+  })
+
+  it('explains a denied cache write and still succeeds', async () => {
+    const workspace = makeProject({ Dockerfile: 'FROM busybox:latest\nRUN echo denied-write' })
+    await cacheService.setMode('write-denied')
+    const result = await build(workspace, { 'build-args': '' })
+    expect(result.exitCode).toBe(0)
+    expect(result.stdout).toMatch(/::warning::.*actions: write/)
+  })
+
+  it('skips saving on a read-only cache (ACTIONS_CACHE_MODE=read)', async () => {
+    const workspace = makeProject({ Dockerfile: 'FROM busybox:latest\nRUN echo read-only' })
+    const before = cacheService.entries().length
+    const result = await build(workspace, { 'build-args': '' }, { ACTIONS_CACHE_MODE: 'read' })
+    expect(result.exitCode).toBe(0)
+    expect(result.stdout).toMatch(/::warning::.*read-only/)
+    expect(cacheService.entries().length).toBe(before)
+  })
+
+  it('tags the final image', async () => {
+    const workspace = makeProject({ Dockerfile: 'FROM busybox:latest\nRUN echo tagged' })
+    const result = await build(workspace, { 'build-args': '', tag: 'e2e/tagged:latest' })
+    expect(result.exitCode).toBe(0)
+    expect(result.outputs.tag).toBe('e2e/tagged:latest')
+    expect(emulator.images().find((i) => i.tag === 'e2e/tagged:latest')?.uuid).toBe(result.outputs['image-uuid'])
+  })
+
+  const escapes: [string, Record<string, string>, (dir: string) => void][] = [
+    ['a ../ source', { Dockerfile: 'FROM busybox:latest\nCOPY ../secret /x\nRUN true' }, () => {}],
+    ['a source climbing out through a subdirectory', { Dockerfile: 'FROM busybox:latest\nCOPY a/../../secret /x\nRUN true', 'a/f': '' }, () => {}],
+    ['an absolute source', { Dockerfile: 'FROM busybox:latest\nCOPY /etc/passwd /x\nRUN true' }, () => {}],
+    ['a symlink pointing out', { Dockerfile: 'FROM busybox:latest\nCOPY link /x\nRUN true' }, (dir) => fs.symlinkSync('/etc/passwd', path.join(dir, 'link'))],
+    ['a symlinked directory pointing out', { Dockerfile: 'FROM busybox:latest\nCOPY d/ /x/\nRUN true' }, (dir) => fs.symlinkSync('/etc', path.join(dir, 'd'))],
+  ]
+  it.each(escapes)('refuses %s before anything remote happens', async (_name, files, setup) => {
+    const workspace = makeProject(files)
+    setup(workspace)
+    const result = await build(workspace, { 'build-args': '' })
+    expect(result.exitCode).not.toBe(0)
+    expect(result.stdout).toMatch(/::error::.*Dockerfile:2/)
+    expect(spawns()).toHaveLength(0)
+    expect(uploads()).toHaveLength(0)
+  })
+
+  it('reports an unsupported instruction with its line number', async () => {
+    const workspace = makeProject({ Dockerfile: 'FROM busybox:latest AS one\nRUN true\nFROM busybox:latest' })
+    const result = await build(workspace, { 'build-args': '' })
+    expect(result.exitCode).not.toBe(0)
+    expect(result.stdout).toMatch(/::error::.*Dockerfile:3/)
+    expect(emulator.requests).toHaveLength(0)
+  })
+})
+
+describe.skipIf(!registryAvailable() && !process.env.CI)('importing from a registry', () => {
+  let registry: Awaited<ReturnType<typeof startRegistry>>
+  beforeAll(async () => {
+    registry = await startRegistry()
+  })
+  afterAll(async () => {
+    await registry?.close()
+  })
+
+  function importRun(image: string, extra: Record<string, string> = {}): Promise<ActionResult> {
+    return runAction({
+      inputs: { 'api-url': emulator.url, token: TOKEN, image, run: 'cat /etc/imported.txt', ...extra },
+      env: cacheService.env(),
+    })
+  }
+
+  it('imports by tag once, then serves the same digest from the cache', async () => {
+    const pushed = await pushImage(registry.url, 'team/app', 'v1', { 'etc/imported.txt': 'imported v1\n' })
+    const ref = `${registry.host}/team/app:v1`
+    const first = await importRun(ref)
+    expect(first.exitCode, first.stdout + first.stderr).toBe(0)
+    expect(first.stdout).toMatch(/::group::Import /)
+    expect(first.stdout).toContain('imported v1')
+    expect(first.outputs.digest).toBe(pushed.digest)
+    expect(first.outputs['cache-hit']).toBe('false')
+    expect(imports()).toHaveLength(1)
+
+    emulator.reset()
+    const second = await importRun(ref)
+    expect(second.exitCode).toBe(0)
+    expect(imports()).toHaveLength(0)
+    expect(second.outputs['cache-hit']).toBe('true')
+    expect(second.outputs['image-uuid']).toBe(first.outputs['image-uuid'])
+
+    // The tag moves upstream: a new digest, so a new import.
+    const republished = await pushImage(registry.url, 'team/app', 'v1', { 'etc/imported.txt': 'imported v2\n' })
+    emulator.reset()
+    const third = await importRun(ref)
+    expect(third.exitCode).toBe(0)
+    expect(imports()).toHaveLength(1)
+    expect(third.outputs.digest).toBe(republished.digest)
+    expect(third.stdout).toContain('imported v2')
+  })
+
+  it('imports by digest', async () => {
+    const pushed = await pushImage(registry.url, 'team/pinned', 'v1', { 'etc/imported.txt': 'pinned\n' })
+    const result = await importRun(`${registry.host}/team/pinned@${pushed.digest}`)
+    expect(result.exitCode, result.stdout).toBe(0)
+    expect(result.stdout).toContain('pinned')
+    expect(result.outputs.digest).toBe(pushed.digest)
+  })
+
+  it('builds FROM a registry image', async () => {
+    await pushImage(registry.url, 'team/base', 'v1', { 'etc/imported.txt': 'base layer\n' })
+    const workspace = makeProject({ Dockerfile: `FROM ${registry.host}/team/base:v1\nRUN cat /etc/imported.txt` })
+    const result = await build(workspace, { 'build-args': '' })
+    expect(result.exitCode, result.stdout).toBe(0)
+    expect(result.stdout).toContain('base layer')
+  })
+
+  it('fails clearly when the tag does not exist', async () => {
+    const result = await importRun(`${registry.host}/team/missing:nope`)
+    expect(result.exitCode).not.toBe(0)
+    expect(result.stdout).toMatch(/::error::/)
+  })
+})
