@@ -95,7 +95,11 @@ async function* gunzipIncrementally(raw: AsyncIterable<Uint8Array>): AsyncGenera
     if (decodeError !== undefined) throw decodeError
   } finally {
     if (!finished) gunzip.destroy()
-    await input.return?.()
+    // The feeder may be parked in input.next(); an async iterator queues return() behind it, so
+    // destroy the source first or an early stop would wait for the server's next byte.
+    const destroy = (raw as { destroy?: unknown }).destroy
+    if (typeof destroy === 'function') destroy.call(raw)
+    await input.return?.().catch(() => undefined)
   }
 }
 

@@ -134,8 +134,10 @@ async function startFake(opts: { events: EventsStep[]; statuses?: string[]; reco
   )
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
   const sleeps: number[] = []
+  // Records instead of waiting, but still yields to the event loop like a real sleep would.
   const sleep = async (ms: number): Promise<void> => {
     sleeps.push(ms)
+    await new Promise((resolve) => setImmediate(resolve))
   }
   const http = new HttpClient({ baseUrl: url, dispatcher, sleep, retry: new RetryPolicy({ maxAttempts: 1, sleep }) })
   return { url, log, api: new ContreeApi({ baseUrl: url, userAgent: 'test', http }), sleeps }
@@ -143,7 +145,11 @@ async function startFake(opts: { events: EventsStep[]; statuses?: string[]; reco
 
 async function follow(fake: Fake, opts: FollowOptions = {}): Promise<OperationEvent[]> {
   const events: OperationEvent[] = []
-  for await (const event of followOperation(fake.api, OP, { sleep: async (ms) => void fake.sleeps.push(ms), ...opts })) events.push(event)
+  const sleep = async (ms: number): Promise<void> => {
+    fake.sleeps.push(ms)
+    await new Promise((resolve) => setImmediate(resolve))
+  }
+  for await (const event of followOperation(fake.api, OP, { sleep, ...opts })) events.push(event)
   return events
 }
 
@@ -393,6 +399,7 @@ describe('followOperation', () => {
       sleep: async (ms) => {
         fake.sleeps.push(ms)
         clock += ms
+        await new Promise((resolve) => setImmediate(resolve))
       },
     }).catch((e: unknown) => e)
     expect(error).toBeInstanceOf(FollowTimeoutError)
@@ -462,7 +469,7 @@ describe('watchOperation', () => {
       ],
     })
     const sink = new Sink()
-    const outcome = await watchOperation(fake.api, OP, sink, { sleep: async () => undefined })
+    const outcome = await watchOperation(fake.api, OP, sink, { sleep: () => new Promise((resolve) => setImmediate(resolve)) })
     expect(sink.text('stdout')).toEqual(Buffer.concat([Buffer.from('line 1\n'), binary, Buffer.from('line 2\n')]))
     expect(sink.text('stderr').toString()).toBe('warn\n')
     expect(sink.chunks.map(([s]) => s)).toEqual(['stdout', 'stdout', 'stderr', 'stdout'])
@@ -502,7 +509,7 @@ describe('watchOperation', () => {
       events: [{ status: 405 }],
     })
     const sink = new Sink()
-    const outcome = await watchOperation(fake.api, OP, sink, { sleep: async () => undefined })
+    const outcome = await watchOperation(fake.api, OP, sink, { sleep: () => new Promise((resolve) => setImmediate(resolve)) })
     expect(outcome).toEqual({ operationId: OP, status: 'FAILED', exitCode: 137, timedOut: false, error: 'timeout', resultImage: null, durationMs: 3000 })
     expect(sink.text('stdout').toString()).toBe('partial\n')
     expect(fake.log).toEqual(['events follow', 'get', 'get', 'get'])

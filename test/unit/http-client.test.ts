@@ -322,3 +322,22 @@ describe('HttpClient', () => {
     expect(error.status).toBe(403)
   })
 })
+
+describe('HttpClient early stop', () => {
+  it('releases a gzip stream the reader abandons while the server keeps it open', async () => {
+    const server = await listen((_req, res) => {
+      res.writeHead(200, { 'content-encoding': 'gzip' })
+      const gzip = createGzip()
+      gzip.on('data', (chunk: Buffer) => res.write(chunk))
+      gzip.write('first\n')
+      gzip.flush(zlib.Z_SYNC_FLUSH)
+      // ...and never ends.
+    })
+    const { http } = client(server.url)
+    const res = await http.request({ method: 'GET', path: '/events', stream: true })
+    for await (const chunk of res.body) {
+      expect(Buffer.from(chunk).toString()).toBe('first\n')
+      break
+    }
+  })
+})

@@ -67,17 +67,22 @@ export async function* followOperation(api: FollowApi, id: string, opts: FollowO
     if (remaining() <= 0) throw new FollowTimeoutError(id)
   }
   // One signal for every await: the caller's abort, or the deadline (so a silent socket cannot outlive it).
+  let deadlineSignal: AbortSignal | undefined
   const signalFor = (): AbortSignal | undefined => {
     const left = remaining()
     const signals: AbortSignal[] = []
     if (opts.signal) signals.push(opts.signal)
-    if (Number.isFinite(left)) signals.push(AbortSignal.timeout(Math.max(0, Math.ceil(left))))
+    if (Number.isFinite(left)) {
+      deadlineSignal = AbortSignal.timeout(Math.max(1, Math.ceil(left)))
+      signals.push(deadlineSignal)
+    }
     return signals.length === 0 ? undefined : signals.length === 1 ? signals[0] : AbortSignal.any(signals)
   }
   /** Rethrows the caller's abort as is and a deadline abort as FollowTimeoutError. */
   const translate = (error: unknown): unknown => {
     if (opts.signal?.aborted) return opts.signal.reason
-    if (remaining() <= 0) return new FollowTimeoutError(id)
+    // The timer may fire a fraction of a millisecond before the clock agrees; it is the deadline either way.
+    if (remaining() <= 0 || deadlineSignal?.aborted === true) return new FollowTimeoutError(id)
     return error
   }
   const pause = async (ms: number): Promise<void> => {
