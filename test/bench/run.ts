@@ -1,0 +1,51 @@
+/**
+ * The action's benchmarks: `node test/bench/run.ts [figure group …]` (all groups when none given).
+ * Prints one JSON line per figure on stdout, progress on stderr; never asserts. Runs the bundled
+ * dist/index.js (build it first with `npm run bundle`) against the in-process emulators.
+ *
+ * Groups: startup (process start → first request, bundle size), sigint (SIGINT → DELETE),
+ * stream (throughput vs a raw read), rss (peak memory at 50/100/200 MB), build (cold/warm/one-file
+ * rebuild), hash (context hashing vs sha256sum).
+ */
+import { existsSync } from 'node:fs'
+import { BUNDLE } from '../helpers/run-action.ts'
+import { buildFigures } from './build.ts'
+import { contextHashing } from './hashing.ts'
+import { emitError, progress } from './report.ts'
+import { sigintLatency } from './sigint.ts'
+import { bundleSize, startupLatency } from './startup.ts'
+import { streamMemory, streamThroughput } from './stream.ts'
+
+const GROUPS = ['startup', 'sigint', 'stream', 'rss', 'build', 'hash'] as const
+type Group = (typeof GROUPS)[number]
+
+function selectedGroups(args: readonly string[]): Set<Group> {
+  if (args.length === 0) return new Set(GROUPS)
+  const unknown = args.filter((arg) => !(GROUPS as readonly string[]).includes(arg))
+  if (unknown.length > 0) {
+    process.stderr.write(`unknown figure group(s): ${unknown.join(', ')}; choose from ${GROUPS.join(', ')}\n`)
+    process.exit(2)
+  }
+  return new Set(args as Group[])
+}
+
+const groups = selectedGroups(process.argv.slice(2))
+const started = Date.now()
+
+if (!existsSync(BUNDLE)) {
+  // Every action figure needs the bundle; the hashing figure does not.
+  emitError('bundle', '-', 'dist/index.js exists', new Error(`${BUNDLE} is missing; run npm run bundle first`))
+  if (groups.has('hash')) await contextHashing()
+} else {
+  if (groups.has('startup')) {
+    bundleSize()
+    await startupLatency(10)
+  }
+  if (groups.has('sigint')) await sigintLatency(20)
+  if (groups.has('stream')) await streamThroughput()
+  if (groups.has('rss')) await streamMemory()
+  if (groups.has('build')) await buildFigures({ hashing: groups.has('hash') })
+  else if (groups.has('hash')) await contextHashing()
+}
+
+progress(`done in ${Math.round((Date.now() - started) / 1000)} s`)
