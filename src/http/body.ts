@@ -129,6 +129,9 @@ export function errorCode(error: unknown): string | undefined {
   if (typeof error !== 'object' || error === null) return undefined
   const code = (error as { code?: unknown }).code
   if (typeof code === 'string') return code
+  // undici's HTTPParserError (e.g. a connection closed in the middle of a chunk) often carries no
+  // code at all; it is still a broken connection, not a programming error.
+  if ((error as { name?: unknown }).name === 'HTTPParserError') return 'HPE_INVALID_RESPONSE'
   // Happy-eyeballs connects fail with an AggregateError whose members carry the code.
   const inner = (error as { errors?: unknown }).errors
   if (Array.isArray(inner)) return errorCode(inner[0])

@@ -170,6 +170,8 @@ export async function* followOperation(api: FollowApi, id: string, opts: FollowO
     if (mode === 'drain') {
       // The operation is terminal, so a clean end of its retained log is all there is.
       if (end.kind === 'eof') return
+      // The budget is for failures in a row: a drain that keeps making progress is never cut short.
+      if (progressed) drainFailures = 0
       drainFailures++
       if (drainFailures >= drainAttempts) {
         log(`giving up on the retained log of ${id} after ${drainFailures} attempts`)
