@@ -12,6 +12,7 @@ import { startContreeEmulator } from '../emulator/contree/index.ts'
 import type { ContreeEmulator } from '../emulator/contree/types.ts'
 import { pushImage, registryAvailable, startRegistry } from '../emulator/registry.ts'
 import { runAction, startAction, type ActionResult } from '../helpers/run-action.ts'
+import { eventually } from '../helpers/wait.ts'
 
 const TOKEN = 'tok-build-Hf83kq'
 let emulator: ContreeEmulator
@@ -165,7 +166,7 @@ describe('building a Dockerfile', () => {
     const deletes = emulator.requests.filter((r) => r.method === 'DELETE')
     expect(deletes).toHaveLength(1)
     const opId = deletes[0]?.path.split('/').pop()
-    expect(emulator.operations().find((o) => o.uuid === opId)?.status).toBe('CANCELLED')
+    await eventually(() => emulator.operations().find((o) => o.uuid === opId)?.status === 'CANCELLED', `operation ${opId} CANCELLED`)
     expect(cacheService.entries().length).toBe(before)
   })
 

@@ -9,6 +9,7 @@ import * as path from 'node:path'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { startContreeEmulator } from '../emulator/contree/index.ts'
 import type { ContreeEmulator, FaultRule } from '../emulator/contree/types.ts'
+import { eventually } from '../helpers/wait.ts'
 import { executedCommands, runAction, runPost, startAction, type ActionResult } from '../helpers/run-action.ts'
 
 const TOKEN = 'tok-e2e-Zq8v1sB7'
@@ -226,8 +227,7 @@ describe('cancellation', () => {
     const deletes = requestsTo('DELETE', /^\/v1\/operations\//)
     expect(deletes).toHaveLength(1)
     const opId = deletes[0]?.path.split('/').pop()
-    const op = emulator.operations().find((o) => o.uuid === opId)
-    expect(op?.status).toBe('CANCELLED')
+    await eventually(() => emulator.operations().find((o) => o.uuid === opId)?.status === 'CANCELLED', `operation ${opId} CANCELLED`)
     expect(result.state.remoteWork).toContain(opId)
     expect(result.outputs.status).toBe('CANCELLED')
     expect(result.stdout).not.toMatch(/status=SUCCESS/)
@@ -248,7 +248,7 @@ describe('cancellation', () => {
     const post = await runPost(main, { inputs: inputs({}) })
     expect(post.exitCode).toBe(0)
     expect(post.stdout).toContain(`Cancelled run (operation ${opId}`)
-    expect(emulator.operations().find((o) => o.uuid === opId)?.status).toBe('CANCELLED')
+    await eventually(() => emulator.operations().find((o) => o.uuid === opId)?.status === 'CANCELLED', `operation ${opId} CANCELLED`)
     const again = await runPost(main, { inputs: inputs({}) })
     expect(again.exitCode).toBe(0)
     expect(again.stdout).not.toMatch(/::error::/)
