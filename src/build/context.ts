@@ -13,7 +13,8 @@
 import { lstat, readdir, readlink, realpath, stat } from 'node:fs/promises'
 import path from 'node:path'
 import type { IgnoreMatcher } from './dockerignore.ts'
-import { defaultFileHasher, mapLimit, type FileHasher } from './file-hasher.ts'
+import { mapLimit } from '../concurrency.ts'
+import { defaultFileHasher, type FileHasher } from './file-hasher.ts'
 
 export class ContextError extends Error {
   /** The COPY/ADD source as written (or "." for a whole-context walk). */

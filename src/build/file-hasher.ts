@@ -78,19 +78,5 @@ async function digestHandle(
   }
 }
 
-/** Runs `work` over `items` with at most `limit` in flight; results keep the input order. */
-export async function mapLimit<T, R>(items: readonly T[], limit: number, work: (item: T) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length)
-  let next = 0
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const index = next++
-      results[index] = await work(items[index] as T)
-    }
-  }
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker))
-  return results
-}
-
 /** Shared by default so one build's repeated COPYs of the same files hash each file once. */
 export const defaultFileHasher: FileHasher = createFileHasher()
