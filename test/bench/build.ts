@@ -15,17 +15,19 @@ import { emit, emitError, MB, progress, round } from './report.ts'
 
 const CHANGED_FILE = path.join(dirName(25), fileName(50))
 
+// Shaped like a real one: a dependency-like step first (cached when only sources change), then the
+// whole context, then steps over it. COPY/ENV/WORKDIR have no spawn of their own: three RUN steps.
 const DOCKERFILE = [
   'FROM busybox:latest',
   'ENV APP_HOME=/app',
   'WORKDIR $APP_HOME',
   `COPY ${dirName(0)}/ ./first/`,
-  'COPY . ./all/',
-  'RUN find /app -type f | wc -l > /app/count.txt && touch /app/step1',
+  'RUN find /app/first -type f | wc -l > /app/count.txt && touch /app/step1',
   'ENV STAGE=bench',
-  'RUN mkdir -p /app/out && cp /app/first/f000.txt /app/out/ && touch /app/out/stamp',
+  'COPY . ./all/',
+  `RUN mkdir -p /app/out && cp /app/all/${dirName(0)}/${fileName(0)} /app/out/ && find /app/all -type f | wc -l > /app/out/all.txt`,
   `COPY ${dirName(49)}/${fileName(99)} /app/out/last.txt`,
-  'RUN cat /app/count.txt && ls /app/out | wc -l && echo "$STAGE done"',
+  'RUN cat /app/count.txt /app/out/all.txt && ls /app/out | wc -l && echo "$STAGE done"',
 ].join('\n')
 
 interface BuildRun {
@@ -39,6 +41,9 @@ interface BuildRun {
   imageUuid: string | undefined
   /** Committed entries in the cache service after this run. */
   cacheEntries: number
+  /** First to last upload arrival: how much of the wall time is the upload phase. */
+  uploadPhaseMs: number
+  requests: number
 }
 
 async function buildOnce(label: string, emulator: ContreeEmulator, cache: CacheService, workspace: string): Promise<BuildRun> {
@@ -66,6 +71,8 @@ async function buildOnce(label: string, emulator: ContreeEmulator, cache: CacheS
     cacheHit: result.outputs['cache-hit'],
     imageUuid: result.outputs['image-uuid'],
     cacheEntries: cache.entries().length,
+    uploadPhaseMs: uploads.length === 0 ? 0 : (uploads.at(-1)?.at ?? 0) - (uploads[0]?.at ?? 0),
+    requests: emulator.requests.length,
   }
   progress(`build: ${label}: ${Math.round(ms)} ms, ${run.uploads} uploads (${run.uploadBytes} B), ${run.spawns} spawns, ${run.cached} CACHED`)
   return run
@@ -80,6 +87,8 @@ function details(run: BuildRun): Record<string, unknown> {
     cached_steps: run.cached,
     cache_hit: run.cacheHit,
     cache_entries_after: run.cacheEntries,
+    upload_phase_ms: run.uploadPhaseMs,
+    api_requests: run.requests,
   }
 }
 
