@@ -37,6 +37,10 @@ export class RemoteWorkRegistry {
     this.persist()
   }
 
+  all(): RemoteWork[] {
+    return [...this.work.values()]
+  }
+
   live(): RemoteWork[] {
     return [...this.work.values()].filter((work) => work.state !== 'done')
   }

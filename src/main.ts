@@ -14,7 +14,7 @@ import { RemoteLog, reportFailure } from './output/remote-log.ts'
 import { renderRunSummary, writeSummary } from './output/summary.ts'
 import { ContreeProvider } from './providers/contree/provider.ts'
 import { toSandboxFiles, type OperationOutcome, type Provider } from './providers/types.ts'
-import { markMainStarted, saveRemoteWork } from './state.ts'
+import { markMainStarted, saveRemoteWork, type RemoteWork } from './state.ts'
 import { StreamTally } from './stream-tally.ts'
 import { collectUploads } from './upload.ts'
 import { USER_AGENT } from './version.ts'
@@ -54,22 +54,46 @@ export async function run(deps: MainDeps = { exit: (code) => process.exit(code) 
   const log = new RemoteLog()
   const report: RunReport = { operations: [] }
 
+  let failure: { error: unknown } | undefined
   try {
     const image = await prepareImage({ inputs, provider, log, signal: controller.signal, report })
     report.image = image
     setImageOutputs(image)
     if (inputs.run) await runCommand(inputs, provider, image, log, controller.signal, report)
   } catch (error) {
-    if (cancellation.signal) {
-      await cancellation.settled()
-      core.setOutput('status', 'CANCELLED')
-      core.setFailed(`The job was cancelled (${cancellation.signal}); the remote work was cancelled too.`)
-    } else {
-      core.setFailed(errorMessage(error))
-    }
-  } finally {
-    if (inputs.summary) await tryWriteSummary(inputs, report)
-    cancellation.dispose()
+    failure = { error }
+  }
+  // A signal that arrived after the work finished still means the job was cancelled: never report success.
+  if (cancellation.signal) {
+    await cancellation.settled()
+    recordCancelled(registry.all(), report)
+    core.setFailed(`The job was cancelled (${cancellation.signal}); remote work still running was cancelled.`)
+  } else if (failure) {
+    core.setFailed(errorMessage(failure.error))
+  }
+  if (inputs.summary) await tryWriteSummary(inputs, report)
+  cancellation.dispose()
+}
+
+/** Outputs and summary rows for work a signal cut short, so later steps see what happened. */
+function recordCancelled(work: readonly RemoteWork[], report: RunReport): void {
+  core.setOutput('status', 'CANCELLED')
+  const run = work.find((item) => item.label === 'run')
+  if (run) core.setOutput('operation-uuid', run.operationId)
+  for (const item of work) {
+    if (report.operations.some(({ outcome }) => outcome.operationId === item.operationId)) continue
+    report.operations.push({
+      label: item.label,
+      outcome: {
+        operationId: item.operationId,
+        status: 'CANCELLED',
+        exitCode: null,
+        timedOut: false,
+        error: 'cancelled with the job',
+        resultImage: null,
+        durationMs: 0,
+      },
+    })
   }
 }
 

@@ -230,7 +230,9 @@ describe('cancellation', () => {
     await eventually(() => emulator.operations().find((o) => o.uuid === opId)?.status === 'CANCELLED', `operation ${opId} CANCELLED`)
     expect(result.state.remoteWork).toContain(opId)
     expect(result.outputs.status).toBe('CANCELLED')
-    expect(result.stdout).not.toMatch(/status=SUCCESS/)
+    expect(result.outputs['operation-uuid']).toBe(opId)
+    expect(result.summary).toContain('CANCELLED')
+    expect(result.stdout).toMatch(/::error::The job was cancelled \(SIGINT\)/)
     // The post step after a cancelled main finds nothing left to do remotely but must not fail.
     emulator.reset()
     const post = await runPost(result, { inputs: inputs({}) })
