@@ -10,6 +10,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { startCacheService } from '../emulator/cache-service.ts'
 import { startContreeEmulator } from '../emulator/contree/index.ts'
 import type { ContreeEmulator } from '../emulator/contree/types.ts'
+import { startRegistryAuthProxy } from '../emulator/registry-auth-proxy.ts'
 import { pushImage, registryAvailable, startRegistry } from '../emulator/registry.ts'
 import { runAction, startAction, type ActionResult } from '../helpers/run-action.ts'
 import { eventually } from '../helpers/wait.ts'
@@ -288,6 +289,26 @@ describe.skipIf(!registryAvailable() && !process.env.CI)('importing from a regis
     const result = await build(workspace, { 'build-args': '' })
     expect(result.exitCode, result.stdout).toBe(0)
     expect(result.stdout).toContain('base layer')
+  })
+
+  it('imports from a private registry with credentials, which never reach the log', async () => {
+    const password = 'registry-pass-93kd'
+    const proxy = await startRegistryAuthProxy(registry.url, { username: 'robot', password })
+    try {
+      const pushed = await pushImage(registry.url, 'team/private', 'v1', { 'etc/imported.txt': 'private image\n' })
+      const ref = `${proxy.host}/team/private:v1`
+      const denied = await importRun(ref)
+      expect(denied.exitCode).not.toBe(0)
+      const result = await importRun(ref, { 'registry-username': 'robot', 'registry-password': password })
+      expect(result.exitCode, result.stdout).toBe(0)
+      expect(result.stdout).toContain('private image')
+      expect(result.outputs.digest).toBe(pushed.digest)
+      expect(proxy.tokenRequests).toBeGreaterThan(0)
+      const log = result.stdout.replace(`::add-mask::${password}\n`, '')
+      for (const text of [log, result.stderr, result.summary, JSON.stringify(result.outputs)]) expect(text).not.toContain(password)
+    } finally {
+      await proxy.close()
+    }
   })
 
   it('fails clearly when the tag does not exist', async () => {
