@@ -3,7 +3,9 @@
  * action is killed (a hung action must cost a figure, not the whole bench), and a failed run is
  * summarised in one line that says what the action printed last.
  */
-import { readFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
 import { startAction, type ActionOptions, type ActionResult, type RunningAction } from '../helpers/run-action.ts'
 
 export interface BoundedRun {
@@ -13,7 +15,19 @@ export interface BoundedRun {
 }
 
 export function startBounded(options: ActionOptions, deadlineMs: number): BoundedRun {
-  const action = startAction(options)
+  // The helper would leave its temp runner dir and workspace behind; a bench makes hundreds of runs.
+  const scratch = mkdtempSync(path.join(os.tmpdir(), 'bench-run-'))
+  for (const dir of ['runner', 'workspace']) mkdirSync(path.join(scratch, dir))
+  const action = startAction({
+    runnerDir: path.join(scratch, 'runner'),
+    workspace: path.join(scratch, 'workspace'),
+    ...options,
+  })
+  // Removed only once the process is gone: the helper reads the runner files when it closes.
+  action.done.then(
+    () => rmSync(scratch, { recursive: true, force: true }),
+    () => rmSync(scratch, { recursive: true, force: true }),
+  )
   let timer: NodeJS.Timeout | undefined
   const deadline = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {

@@ -44,6 +44,18 @@ interface BuildRun {
   /** First to last upload arrival: how much of the wall time is the upload phase. */
   uploadPhaseMs: number
   requests: number
+  /** Request counts by method and path shape (ids replaced), to see where the round trips go. */
+  requestKinds: Record<string, number>
+}
+
+function requestKinds(emulator: ContreeEmulator): Record<string, number> {
+  const kinds: Record<string, number> = {}
+  for (const request of emulator.requests) {
+    const shape = request.path.replace(/\/[0-9a-f-]{16,}(?=\/|$)/gi, '/:id')
+    const kind = `${request.method} ${shape}${Object.keys(request.query).length > 0 ? `?${Object.keys(request.query).sort().join('&')}` : ''}`
+    kinds[kind] = (kinds[kind] ?? 0) + 1
+  }
+  return kinds
 }
 
 async function buildOnce(label: string, emulator: ContreeEmulator, cache: CacheService, workspace: string): Promise<BuildRun> {
@@ -73,6 +85,7 @@ async function buildOnce(label: string, emulator: ContreeEmulator, cache: CacheS
     cacheEntries: cache.entries().length,
     uploadPhaseMs: uploads.length === 0 ? 0 : (uploads.at(-1)?.at ?? 0) - (uploads[0]?.at ?? 0),
     requests: emulator.requests.length,
+    requestKinds: requestKinds(emulator),
   }
   progress(`build: ${label}: ${Math.round(ms)} ms, ${run.uploads} uploads (${run.uploadBytes} B), ${run.spawns} spawns, ${run.cached} CACHED`)
   return run
@@ -89,6 +102,7 @@ function details(run: BuildRun): Record<string, unknown> {
     cache_entries_after: run.cacheEntries,
     upload_phase_ms: run.uploadPhaseMs,
     api_requests: run.requests,
+    requests_by_kind: run.requestKinds,
   }
 }
 
