@@ -11,7 +11,7 @@ import type { ImageSpec, Inputs } from './inputs.ts'
 import { judge, statusLine } from './outcome.ts'
 import { formatDuration } from './output/format.ts'
 import { reportFailure, type RemoteLog } from './output/remote-log.ts'
-import type { Provider } from './providers/types.ts'
+import type { OperationOutcome, Provider } from './providers/types.ts'
 import { parseReference, toContreeImportUrl, type ImageReference } from './registry/reference.ts'
 import { resolveManifestDigest, type RegistryTransport } from './registry/resolve-digest.ts'
 import { createRegistryTransport } from './registry/transport.ts'
@@ -33,7 +33,7 @@ export interface ImageContext {
   provider: Provider
   log: RemoteLog
   signal: AbortSignal
-  report: { buildSummary?: string }
+  report: { buildSummary?: string; operations: { label: string; outcome: OperationOutcome }[] }
   cache?: CacheStore
   registryTransport?: RegistryTransport
 }
@@ -130,6 +130,7 @@ async function importImage(ctx: ImageContext & { cache: CacheStore }, ref: Image
     throw error
   }
   group.end(statusLine(outcome, `import ${ref.original}`, formatDuration(outcome.durationMs)))
+  ctx.report.operations.push({ label: `import ${ref.original}`, outcome })
   const verdict = judge(outcome, `The import of ${ref.original}`)
   if (!verdict.ok || !outcome.resultImage) {
     const message = verdict.ok ? `The import of ${ref.original} produced no image (operation ${outcome.operationId})` : verdict.message

@@ -197,7 +197,7 @@ async function tryWriteSummary(inputs: Inputs, report: RunReport): Promise<void>
     if (report.operations.length) {
       parts.push(
         renderRunSummary({
-          title: 'Remote sandbox run',
+          title: 'Remote sandbox operations',
           provider: `${inputs.provider} (${inputs.apiUrl})`,
           operations: report.operations.map(({ label, outcome }) => ({
             label,

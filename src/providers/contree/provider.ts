@@ -119,6 +119,7 @@ export class ContreeProvider implements Provider {
         ),
       sink,
       options,
+      'image_import',
     )
   }
 
@@ -148,7 +149,12 @@ export class ContreeProvider implements Provider {
    * service, leaving work nobody knows the id of. Letting it finish means the id is registered, and
    * a registry that is already cancelling cancels it at once.
    */
-  private async follow(start: () => Promise<string>, sink: OutputSink, options: StartOptions): Promise<OperationOutcome> {
+  private async follow(
+    start: () => Promise<string>,
+    sink: OutputSink,
+    options: StartOptions,
+    kind: 'instance' | 'image_import' = 'instance',
+  ): Promise<OperationOutcome> {
     const operationId = await start()
     this.options.registry?.add({
       provider: 'contree',
@@ -157,7 +163,7 @@ export class ContreeProvider implements Provider {
       operationId,
       label: options.label,
     })
-    const outcome = await watchOperation(this.api, operationId, sink, { ...(options.signal ? { signal: options.signal } : {}) })
+    const outcome = await watchOperation(this.api, operationId, sink, { kind, ...(options.signal ? { signal: options.signal } : {}) })
     this.options.registry?.finish(operationId)
     return outcome
   }
