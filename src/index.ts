@@ -2,9 +2,17 @@
  * Entry point for both `main:` and `post:` (one bundle). It only dispatches. It ends the process
  * explicitly so that idle keep-alive sockets or an abandoned retry timer cannot hold the step open.
  */
+import * as core from '@actions/core'
+import { errorMessage } from './errors.ts'
 import { run as runMain } from './main.ts'
 import { run as runPost } from './post.ts'
 import { isPost } from './state.ts'
 
-await (isPost() ? runPost() : runMain())
+try {
+  await (isPost() ? runPost() : runMain())
+} catch (error) {
+  // Only a bug gets here; the post step must still never fail the job.
+  if (isPost()) core.warning(`Post step: ${errorMessage(error)}`)
+  else core.setFailed(errorMessage(error))
+}
 process.exit()
