@@ -3,11 +3,11 @@
  * raw read of the same event log in the same run), and how much memory the action needs for it.
  */
 import type { ContreeEmulator } from '../emulator/contree/types.ts'
-import { requireSuccess, startBounded, watchMemory, type MemoryPeak } from './bounded-action.ts'
+import { requireSuccess, startBounded, tail, watchMemory, type MemoryPeak } from './bounded-action.ts'
 import { baseInputs, TOKEN, withEmulator } from './emulators.ts'
 import { GroupClock } from './group-clock.ts'
 import { readEventLog, type RawRead } from './raw-read.ts'
-import { emit, emitError, MB, progress, round } from './report.ts'
+import { describeError, emit, emitError, MB, progress, round } from './report.ts'
 
 /** A 64-character line: printable ASCII, so remote bytes and stdout characters are the same count. */
 const LINE = 'streaming benchmark line 0123456789 abcdefghijklmnopqrstuvwxyz.'
@@ -42,7 +42,7 @@ async function streamThroughAction(emulator: ContreeEmulator, bytes: number): Pr
   }
   requireSuccess(result, `streaming ${bytes / MB} MB`)
   if (!clock.complete || clock.firstByteAt === undefined || clock.endGroupAt === undefined) {
-    throw new Error(`could not find the Run group's output in the action's stdout (${clock.describe()})`)
+    throw new Error(`could not find the Run group's output in the action's stdout (${clock.describe()}); stdout tail: ${tail(result.stdout, 400)}`)
   }
   const operationId = result.outputs['operation-uuid'] ?? emulator.operations().at(-1)?.uuid
   if (operationId === undefined || operationId === '') throw new Error('no operation-uuid output and no operation in the emulator')
@@ -89,15 +89,27 @@ export async function streamThroughput(bytes = 100 * MB, rounds = 3): Promise<vo
   const goal = '>= 0.5 (action MB/s ÷ raw event-log read MB/s, same operation)'
   try {
     const results: RoundResult[] = []
+    const errors: string[] = []
     const started = Date.now()
     for (let i = 0; i < rounds && Date.now() - started < 120_000; i++) {
       progress(`stream: round ${i + 1}/${rounds}, the action streams ${bytes / MB} MB`)
-      results.push(await throughputRound(bytes))
+      try {
+        results.push(await throughputRound(bytes))
+      } catch (error) {
+        // A failed round is a finding in itself; the others still give a figure.
+        errors.push(`round ${i + 1}: ${describeError(error)}`)
+        progress(`stream: round ${i + 1} failed: ${describeError(error)}`)
+      }
     }
     const middle = [...results].sort((a, b) => a.ratio - b.ratio)[Math.floor((results.length - 1) / 2)]
-    if (middle === undefined) throw new Error('no round completed')
+    if (middle === undefined) throw new Error(errors.join('; ') || 'no round completed')
     const { run, raw } = middle
-    const common = { payload_bytes: run.payloadBytes, rounds: results.length, round_reported: 'median ratio' }
+    const common = {
+      payload_bytes: run.payloadBytes,
+      rounds: results.length,
+      round_reported: 'median ratio',
+      ...(errors.length > 0 ? { failed_rounds: errors } : {}),
+    }
     emit({
       figure: 'stream.action_throughput',
       value: round(middle.actionMbps, 1),
@@ -128,6 +140,7 @@ export async function streamThroughput(bytes = 100 * MB, rounds = 3): Promise<vo
       unit: 'ratio',
       goal,
       all_rounds: results.map((r) => round(r.ratio)),
+      ...(errors.length > 0 ? { failed_rounds: errors } : {}),
       action_mbps: round(middle.actionMbps, 1),
       raw_mbps: round(middle.rawMbps, 1),
     })
