@@ -6,6 +6,7 @@
 import * as core from '@actions/core'
 import { installCancellation, RemoteWorkRegistry } from './cancel.ts'
 import { errorMessage } from './errors.ts'
+import { exitAfterFlush } from './exit.ts'
 import { prepareImage, type PreparedImage } from './image.ts'
 import { getInputs, type Inputs } from './inputs.ts'
 import { judge, statusLine } from './outcome.ts'
@@ -26,7 +27,7 @@ export interface MainDeps {
   exit: (code: number) => void
 }
 
-export async function run(deps: MainDeps = { exit: (code) => process.exit(code) }): Promise<void> {
+export async function run(deps: MainDeps = { exit: (code) => void exitAfterFlush(code) }): Promise<void> {
   markMainStarted()
   let inputs: Inputs
   try {

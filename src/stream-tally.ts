@@ -23,6 +23,10 @@ export class StreamTally implements OutputSink {
     this.inner.write(stream, chunk)
   }
 
+  ready(): Promise<void> | undefined {
+    return this.inner.ready?.()
+  }
+
   /** e.g. "stdout: 12 bytes, sha256 …; stderr: 0 bytes, sha256 …" */
   describe(): string {
     return (['stdout', 'stderr'] as const)

@@ -39,6 +39,11 @@ const RESERVED_TOKENS = new Set([
 export interface RemoteLogOptions {
   /** Where log text goes; default: the action's stdout. Called once per batch of complete lines. */
   write?: (text: string) => void
+  /**
+   * Backpressure of the destination: a promise while it is full. Defaults to waiting for stdout's
+   * 'drain' (on a pipe to a slow reader, writes queue in memory and are lost at process.exit).
+   */
+  ready?: () => Promise<void> | undefined
   /** Longest printed line in UTF-8 bytes, continuation marker included (default 4096). */
   maxLineBytes?: number
   /** How many printed lines each group keeps for failure reports (default 30). */
@@ -51,6 +56,22 @@ const LINE_END = /\r\n?|\n/g
 
 function defaultWrite(text: string): void {
   process.stdout.write(text)
+}
+
+/** Waits for stdout to drain when its buffer is full (also gives up waiting if it closes). */
+export function stdoutReady(): Promise<void> | undefined {
+  if (!process.stdout.writableNeedDrain) return undefined
+  return new Promise((resolve) => {
+    const done = (): void => {
+      process.stdout.off('drain', done)
+      process.stdout.off('close', done)
+      process.stdout.off('error', done)
+      resolve()
+    }
+    process.stdout.once('drain', done)
+    process.stdout.once('close', done)
+    process.stdout.once('error', done)
+  })
 }
 
 function defaultToken(): string {
@@ -136,6 +157,7 @@ class RingBuffer {
 
 interface GroupSettings {
   readonly write: (text: string) => void
+  readonly ready: () => Promise<void> | undefined
   readonly maxLineBytes: number
   readonly tailLines: number
   readonly token: string
@@ -149,6 +171,7 @@ interface GroupSettings {
  */
 export class RemoteLogGroup implements OutputSink {
   readonly #write: (text: string) => void
+  readonly #ready: () => Promise<void> | undefined
   readonly #token: string
   readonly #sanitize: LineSanitizer
   readonly #budget: number
@@ -161,6 +184,7 @@ export class RemoteLogGroup implements OutputSink {
   /** @internal Use {@link RemoteLog.open}. */
   constructor(settings: GroupSettings) {
     this.#write = settings.write
+    this.#ready = settings.ready
     this.#token = settings.token
     this.#sanitize = createLineSanitizer(settings.token)
     this.#budget = settings.maxLineBytes - MARKER_BYTES - GUARD_BYTES
@@ -170,6 +194,10 @@ export class RemoteLogGroup implements OutputSink {
 
   get ended(): boolean {
     return this.#ended
+  }
+
+  ready(): Promise<void> | undefined {
+    return this.#ready()
   }
 
   write(stream: 'stdout' | 'stderr', chunk: Uint8Array): void {
@@ -274,6 +302,7 @@ export class RemoteLogGroup implements OutputSink {
  */
 export class RemoteLog {
   readonly #write: (text: string) => void
+  readonly #ready: () => Promise<void> | undefined
   readonly #maxLineBytes: number
   readonly #tailLines: number
   readonly #newToken: () => string
@@ -281,6 +310,8 @@ export class RemoteLog {
 
   constructor(options: RemoteLogOptions = {}) {
     this.#write = options.write ?? defaultWrite
+    // A custom writer without its own backpressure is taken to be always ready.
+    this.#ready = options.ready ?? (options.write ? () => undefined : stdoutReady)
     this.#maxLineBytes = options.maxLineBytes ?? 4096
     this.#tailLines = options.tailLines ?? 30
     this.#newToken = options.newToken ?? defaultToken
@@ -301,6 +332,7 @@ export class RemoteLog {
     const token = validateToken(this.#newToken())
     const group = new RemoteLogGroup({
       write: this.#write,
+      ready: this.#ready,
       maxLineBytes: this.#maxLineBytes,
       tailLines: this.#tailLines,
       token,

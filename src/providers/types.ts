@@ -50,6 +50,11 @@ export interface OperationOutcome {
 /** Receives the remote output of one operation as it streams. */
 export interface OutputSink {
   write(stream: 'stdout' | 'stderr', chunk: Uint8Array): void
+  /**
+   * Backpressure: a promise when the sink wants the producer to wait before writing more (its
+   * destination is full), undefined when it can take more now. Producers await it after writing.
+   */
+  ready?(): Promise<void> | undefined
 }
 
 /** A local file to place in the sandbox, already hashed. */

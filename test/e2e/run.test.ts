@@ -217,6 +217,22 @@ describe('streaming through faults', () => {
   }, 120_000)
 })
 
+describe('a slow reader of the log', () => {
+  it('loses nothing: the action waits for its stdout instead of queueing and dropping at exit', async () => {
+    const lines = 400_000 // ~10 MB, far more than a pipe holds
+    const action = startAction({ inputs: inputs({ run: `seq 1 ${lines}` }), env: { RUNNER_DEBUG: '1' } })
+    action.child.stdout?.pause()
+    await new Promise((resolve) => setTimeout(resolve, 1500))
+    action.child.stdout?.resume()
+    const result = await action.done
+    expect(result.exitCode).toBe(0)
+    const body = groupBody(result.stdout, /::group::Run: /)
+    expect(body).toContain(`\n${lines}\n`)
+    expect(result.stdout).toMatch(/::endgroup::\n✓ run: SUCCESS/)
+    expect(result.stdout).toMatch(/Remote output of operation .*stdout: \d+ bytes/)
+  })
+})
+
 describe('cancellation', () => {
   it('SIGINT mid-stream cancels the operation with exactly one DELETE and exits non-zero', async () => {
     const action = startAction({ inputs: inputs({ run: 'echo ready-$((40+2)); sleep 60' }) })

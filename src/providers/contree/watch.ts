@@ -46,7 +46,12 @@ export async function watchOperation(api: FollowApi, id: string, sink: OutputSin
         if (spid !== MAIN_SPID && opts.kind !== 'image_import' && spawnedOthers.has(spid)) break
         streamed = true
         const bytes = decodeStream(event.data as unknown as StreamRepr)
-        if (bytes.byteLength > 0) sink.write(event.type === 'stdout' ? 'stdout' : 'stderr', bytes)
+        if (bytes.byteLength > 0) {
+          sink.write(event.type === 'stdout' ? 'stdout' : 'stderr', bytes)
+          // Read no further than the log can take: memory stays flat however fast the service sends.
+          const full = sink.ready?.()
+          if (full) await full
+        }
         break
       }
       case 'spawn':
