@@ -218,7 +218,10 @@ export async function startContreeEmulator(options: ContreeEmulatorOptions = {})
       const closed = new Promise<void>((resolve) => server.close(() => resolve()))
       server.closeAllConnections()
       await closed
-      await Promise.race([Promise.allSettled([...tasks]), new Promise((resolve) => setTimeout(resolve, 5000))])
+      // Bounded wait for runners to wind down; the timer must not keep the process alive afterwards.
+      let timer: NodeJS.Timeout | undefined
+      await Promise.race([Promise.allSettled([...tasks]), new Promise((resolve) => (timer = setTimeout(resolve, 5000)))])
+      clearTimeout(timer)
       if (ownDataDir) await rm(dataDir, { recursive: true, force: true })
     },
   }
