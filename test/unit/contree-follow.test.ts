@@ -309,6 +309,34 @@ describe('followOperation', () => {
     expect(broken.sleeps).toEqual([500, 500])
   })
 
+  it('never cuts short a drain that keeps making progress, however often it breaks', async () => {
+    // Each retained-log read delivers one more event, then breaks: more breaks than drainAttempts.
+    const drainStep = (id: number) => async (s: EventStream) => {
+      await s.frame(out(id, `part ${id}\n`))
+      s.breakFraming()
+    }
+    const fake = await startFake({
+      statuses: ['SUCCESS'],
+      events: [
+        async (s) => {
+          await s.frame(out(0, 'part 0\n'))
+          s.breakFraming()
+        },
+        drainStep(1),
+        drainStep(2),
+        drainStep(3),
+        drainStep(4),
+        async (s) => {
+          for (const e of [exit(5, 0), done(6)]) await s.frame(e)
+          s.end()
+        },
+      ],
+    })
+    const events = await follow(fake, { drainAttempts: 2 })
+    expect(ids(events)).toEqual([0, 1, 2, 3, 4, 5, 6])
+    expect(fake.log).toEqual(['events follow', 'get', 'events lei=0', 'events lei=1', 'events lei=2', 'events lei=3', 'events lei=4'])
+  })
+
   it('falls back to polling when the events route is unavailable and synthesizes one completion', async () => {
     const fake = await startFake({
       statuses: ['EXECUTING', 'EXECUTING', 'SUCCESS'],
