@@ -132,7 +132,7 @@ export async function buildImage(ctx: ImageContext & { cache: CacheStore }): Pro
     digest: `sha256:${buildDigest}`,
     cacheHit,
     ...(inputs.tag ? { tag: inputs.tag } : {}),
-    runDefaults: { cwd: plan.final.cwd, env: plan.final.env },
+    runDefaults: { cwd: plan.final.cwd, env: plan.final.env, ...(plan.final.user ? { user: plan.final.user } : {}) },
   }
 }
 

@@ -24,8 +24,8 @@ export interface PreparedImage {
   /** The whole import or build was served from the cache. */
   cacheHit: boolean
   tag?: string
-  /** Working directory and environment a command in this image starts with (a build's WORKDIR and ENV). */
-  runDefaults?: { cwd: string; env: Record<string, string> }
+  /** Working directory, environment and user a command in this image starts with (a build's WORKDIR, ENV, USER). */
+  runDefaults?: { cwd: string; env: Record<string, string>; user?: string }
 }
 
 export interface ImageContext {

@@ -5,6 +5,7 @@
  */
 import * as core from '@actions/core'
 import { installCancellation, RemoteWorkRegistry } from './cancel.ts'
+import { buildRunSpec, DEFAULT_SHELL, type RunSpec } from './build/run-command.ts'
 import { errorMessage } from './errors.ts'
 import { exitAfterFlush } from './exit.ts'
 import { prepareImage, type PreparedImage } from './image.ts'
@@ -147,14 +148,19 @@ async function runCommand(
   const group = log.open(`Run: ${firstLine(display)}`)
   // In debug runs, account for every remote byte so a log can prove nothing was lost or repeated.
   const tally = core.isDebug() ? new StreamTally(group) : undefined
+  // Like `docker run`: the built image's USER runs the command (wrapped as the build's RUN steps are).
+  const user = image.runDefaults?.user
+  const spec: RunSpec = user
+    ? buildRunSpec(run.shell ? { form: 'shell', text: run.command } : { form: 'exec', argv: [run.command, ...(run.args ?? [])] }, DEFAULT_SHELL, user)
+    : { command: run.command, shell: run.shell, ...(run.args ? { args: run.args } : {}) }
   let outcome: OperationOutcome
   try {
     outcome = await provider.run(
       {
         image: image.uuid,
-        command: run.command,
-        shell: run.shell,
-        ...(run.args ? { args: run.args } : {}),
+        command: spec.command,
+        shell: spec.shell,
+        ...(spec.args ? { args: spec.args } : {}),
         // Like `docker run`: a built image's ENV and WORKDIR apply unless the inputs say otherwise.
         env: { ...image.runDefaults?.env, ...run.env },
         ...(run.cwd ? { cwd: run.cwd } : image.runDefaults ? { cwd: image.runDefaults.cwd } : {}),

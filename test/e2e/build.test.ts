@@ -197,6 +197,14 @@ describe('building a Dockerfile', () => {
     expect(cacheService.entries().length).toBe(before)
   })
 
+  it('runs RUN steps and the following command as the Dockerfile USER, in its WORKDIR with its ENV', async () => {
+    const workspace = makeProject({ Dockerfile: 'FROM busybox:latest\nWORKDIR /srv\nENV MODE=prod\nUSER 1000\nRUN echo "step uid=$(id -u)"' })
+    const result = await build(workspace, { 'build-args': '', run: 'echo "run uid=$(id -u) cwd=$(pwd) mode=$MODE"' })
+    expect(result.exitCode, result.stdout).toBe(0)
+    expect(result.stdout).toContain('step uid=1000')
+    expect(result.stdout).toContain('run uid=1000 cwd=/srv mode=prod')
+  })
+
   it('tags the final image', async () => {
     const workspace = makeProject({ Dockerfile: 'FROM busybox:latest\nRUN echo tagged' })
     const result = await build(workspace, { 'build-args': '', tag: 'e2e/tagged:latest' })
