@@ -18,11 +18,12 @@ import { createBuildPlan, type BuildPlan, type BuildStep } from './build/plan.ts
 import { buildCacheKey, fromKey, stepKeys } from './build/step-key.ts'
 import { downloadUrl, type Download } from './download.ts'
 import { errorMessage, InputError } from './errors.ts'
+import { HttpError } from './http/errors.ts'
 import { resolveImage, serviceScope, type ImageContext, type PreparedImage } from './image.ts'
 import { parseImage } from './inputs.ts'
 import { judge, statusLine } from './outcome.ts'
 import { formatDuration } from './output/format.ts'
-import { reportFailure } from './output/remote-log.ts'
+import { reportFailure, type RemoteLogGroup } from './output/remote-log.ts'
 import { renderBuildSummary, type BuildSummaryStep } from './output/summary.ts'
 import type { OperationOutcome, SandboxFile } from './providers/types.ts'
 
@@ -30,6 +31,17 @@ interface StepMap {
   version: 1
   /** Step key → image UUID, for the steps of one successful build. */
   steps: Record<string, string>
+  /**
+   * Content sha256 → remote file id of the files that build placed, so the next build does not probe
+   * thousands of unchanged files one request at a time. Trusted until a spawn says otherwise.
+   */
+  files?: Record<string, string>
+}
+
+/** File ids remembered from the last build, and the ids this build used (what the next one remembers). */
+interface FileIds {
+  remembered: Map<string, string>
+  used: Map<string, string>
 }
 
 export async function buildImage(ctx: ImageContext & { cache: CacheStore }): Promise<PreparedImage> {
@@ -59,6 +71,7 @@ export async function buildImage(ctx: ImageContext & { cache: CacheStore }): Pro
 
   const restored = inputs.noCache ? undefined : await cache.restore(cacheKeys.key, [cacheKeys.restorePrefix])
   const known = readStepMap(restored?.data)
+  const fileIds: FileIds = { remembered: readFileIds(restored?.data), used: new Map() }
   if (restored) core.info(`Build cache: found ${Object.keys(known).length} step image(s) from ${restored.matchedKey === cacheKeys.key ? 'this exact build' : 'an earlier build of this Dockerfile'}.`)
 
   const total = plan.steps.length
@@ -84,6 +97,10 @@ export async function buildImage(ctx: ImageContext & { cache: CacheStore }): Pro
     if (cached && !inputs.noCache) {
       if (await provider.imageExists(cached, signal)) {
         core.info(`${title} — CACHED (image ${cached})`)
+        for (const pending of step.files) {
+          const id = fileIds.remembered.get(pending.file.sha256)
+          if (id) fileIds.used.set(pending.file.sha256, id)
+        }
         current = cached
         built[key] = cached
         rows.push({ index: number, instruction: step.instruction, outcome: 'cached', resultImage: cached })
@@ -95,7 +112,7 @@ export async function buildImage(ctx: ImageContext & { cache: CacheStore }): Pro
     const started = Date.now()
     let outcome: OperationOutcome
     try {
-      outcome = await runStep(ctx, step, current, downloads, title, `build step ${number}/${total}`)
+      outcome = await runStep(ctx, step, current, downloads, fileIds, title, `build step ${number}/${total}`)
     } catch (error) {
       rows.push({ index: number, instruction: step.instruction, outcome: 'failed', durationMs: Date.now() - started })
       summarize(current)
@@ -123,7 +140,7 @@ export async function buildImage(ctx: ImageContext & { cache: CacheStore }): Pro
     core.info('Build cache: this exact build is already cached.')
   } else if (total > 0) {
     // Only a whole successful build is saved: a failed or cancelled one throws before reaching here.
-    const saved = await cache.save(cacheKeys.key, { version: 1, steps: built } satisfies StepMap)
+    const saved = await cache.save(cacheKeys.key, { version: 1, steps: built, files: Object.fromEntries(fileIds.used) } satisfies StepMap)
     if (saved) core.info(`Build cache: saved ${Object.keys(built).length} step image(s) under ${cacheKeys.key}.`)
   }
   core.info(`Built image ${current} (${cacheHit ? 'every step from cache' : `${rows.filter((r) => r.outcome === 'built').length} of ${total} step(s) built`}).`)
@@ -175,28 +192,37 @@ async function runStep(
   step: BuildStep,
   image: string,
   downloads: Map<string, Download>,
+  fileIds: FileIds,
   title: string,
   label: string,
 ): Promise<OperationOutcome> {
   const { provider, signal, inputs } = ctx
-  const files: Record<string, SandboxFile> = {}
-  if (step.files.length) {
-    const stored = await provider.ensureFiles(step.files.map((pending) => pending.file), signal)
-    for (const pending of step.files) {
-      files[pending.path] = { uuid: stored.ids.get(pending.file.sha256) as string, mode: pending.mode, uid: pending.uid, gid: pending.gid }
+  const placeFiles = async (trustRemembered: boolean): Promise<Record<string, SandboxFile>> => {
+    const files: Record<string, SandboxFile> = {}
+    if (step.files.length) {
+      const stored = await provider.ensureFiles(
+        step.files.map((pending) => pending.file),
+        signal,
+        trustRemembered ? fileIds.remembered : undefined,
+      )
+      for (const pending of step.files) {
+        const uuid = stored.ids.get(pending.file.sha256) as string
+        fileIds.used.set(pending.file.sha256, uuid)
+        files[pending.path] = { uuid, mode: pending.mode, uid: pending.uid, gid: pending.gid }
+      }
+      if (stored.uploaded) core.info(`${title}: uploaded ${stored.uploaded} new file(s), ${stored.uploadedBytes} bytes.`)
     }
-    if (stored.uploaded) core.info(`${title}: uploaded ${stored.uploaded} new file(s), ${stored.uploadedBytes} bytes.`)
+    for (const urlFile of step.urlFiles) {
+      const download = downloads.get(urlFile.url)
+      if (!download) throw new Error(`internal: ${urlFile.url} was not downloaded`)
+      files[urlFile.dest] = { uuid: await provider.storeBytes(download.bytes, signal), mode: urlFile.mode, uid: urlFile.uid, gid: urlFile.gid }
+    }
+    return files
   }
-  for (const urlFile of step.urlFiles) {
-    const download = downloads.get(urlFile.url)
-    if (!download) throw new Error(`internal: ${urlFile.url} was not downloaded`)
-    files[urlFile.dest] = { uuid: await provider.storeBytes(download.bytes, signal), mode: urlFile.mode, uid: urlFile.uid, gid: urlFile.gid }
-  }
+  const usesRemembered = step.files.some((pending) => fileIds.remembered.has(pending.file.sha256))
   const run = step.run ?? { command: 'true', shell: true }
-  const group = ctx.log.open(title)
-  let outcome: OperationOutcome
-  try {
-    outcome = await provider.run(
+  const spawn = async (files: Record<string, SandboxFile>, group: RemoteLogGroup): Promise<OperationOutcome> =>
+    provider.run(
       {
         image,
         command: run.command,
@@ -211,6 +237,20 @@ async function runStep(
       group,
       { label, signal },
     )
+
+  const files = await placeFiles(true)
+  const group = ctx.log.open(title)
+  let outcome: OperationOutcome
+  try {
+    try {
+      outcome = await spawn(files, group)
+    } catch (error) {
+      // A remembered file id the service no longer has makes it refuse the spawn (nothing ran):
+      // check every file for real and try once more.
+      if (!usesRemembered || !isRejectedRequest(error)) throw error
+      core.info(`${title}: the service refused the step (${errorMessage(error)}); checking its files again.`)
+      outcome = await spawn(await placeFiles(false), group)
+    }
   } catch (error) {
     group.end(`✗ ${title}: ${errorMessage(error)}`)
     throw error
@@ -219,6 +259,18 @@ async function runStep(
   const verdict = judge(outcome, title)
   if (!verdict.ok) reportFailure(group.tail(), verdict.message)
   return outcome
+}
+
+/** A 4xx the service answers before doing anything, other than auth and throttling (which a retry cannot fix). */
+function isRejectedRequest(error: unknown): boolean {
+  return error instanceof HttpError && error.status >= 400 && error.status < 500 && ![401, 403, 425, 429].includes(error.status)
+}
+
+function readFileIds(data: unknown): Map<string, string> {
+  if (typeof data !== 'object' || data === null) return new Map()
+  const files = (data as Partial<StepMap>).files
+  if (typeof files !== 'object' || files === null) return new Map()
+  return new Map(Object.entries(files).filter((entry): entry is [string, string] => typeof entry[1] === 'string' && /^[0-9a-f]{64}$/.test(entry[0])))
 }
 
 function readStepMap(data: unknown): Record<string, string> {

@@ -98,8 +98,15 @@ export interface Provider {
   findImage(ref: { uuid: string } | { tag: string }, signal?: AbortSignal): Promise<string | null>
   imageExists(uuid: string, signal?: AbortSignal): Promise<boolean>
   tagImage(uuid: string, tag: string, signal?: AbortSignal): Promise<void>
-  /** Makes sure the service holds these files; uploads only what it lacks. Returns sha256 → remote file id. */
-  ensureFiles(files: readonly LocalFile[], signal?: AbortSignal): Promise<{ ids: Map<string, string>; uploaded: number; uploadedBytes: number }>
+  /**
+   * Makes sure the service holds these files; uploads only what it lacks. Returns sha256 → remote
+   * file id. Files in `known` (ids remembered from an earlier successful build) are not probed.
+   */
+  ensureFiles(
+    files: readonly LocalFile[],
+    signal?: AbortSignal,
+    known?: ReadonlyMap<string, string>,
+  ): Promise<{ ids: Map<string, string>; uploaded: number; uploadedBytes: number; probed: number }>
   /** Stores bytes fetched elsewhere (e.g. `ADD <url>`), returning the remote file id. */
   storeBytes(bytes: Uint8Array, signal?: AbortSignal): Promise<string>
   /** Runs a command, streaming its output to `sink`, until the operation ends. */

@@ -3,6 +3,7 @@
  * ConTree emulator, the real @actions/cache talking to the cache-service emulator, and a real OCI
  * registry (Debian's docker-registry) on loopback.
  */
+import { createHash } from 'node:crypto'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
@@ -34,6 +35,7 @@ beforeEach(async () => {
 
 const spawns = () => emulator.requests.filter((r) => r.method === 'POST' && r.path === '/v1/instances')
 const uploads = () => emulator.requests.filter((r) => r.method === 'POST' && r.path === '/v1/files')
+const probes = () => emulator.requests.filter((r) => r.method === 'GET' && /^\/v1\/files\/[0-9a-f]{64}$/.test(r.path))
 const imports = () => emulator.requests.filter((r) => r.method === 'POST' && r.path === '/v1/images/import')
 
 function makeProject(files: Record<string, string>): string {
@@ -126,6 +128,21 @@ describe('building a Dockerfile', () => {
     expect(changed.stdout).toContain('config: v2')
     expect(spawns()).toHaveLength(2)
     expect(uploads()).toHaveLength(1)
+    // Unchanged files keep the ids the last build remembered: only the changed one is probed.
+    expect(probes()).toHaveLength(1)
+  })
+
+  it('checks every file again when a remembered file is gone from the service', async () => {
+    const workspace = makeProject({ Dockerfile: DOCKERFILE, 'src/message.txt': 'forgotten\n', 'config.txt': 'f1\n' })
+    expect((await build(workspace)).exitCode).toBe(0)
+    fs.writeFileSync(path.join(workspace, 'config.txt'), 'f2\n')
+    fs.writeFileSync(path.join(workspace, 'Dockerfile'), `${DOCKERFILE}\nCOPY src/message.txt /again.txt\nRUN cat /again.txt`)
+    expect(emulator.forgetFile(createHash('sha256').update('forgotten\n').digest('hex'))).toBe(true)
+    emulator.reset()
+    const result = await build(workspace)
+    expect(result.exitCode, result.stdout).toBe(0)
+    expect(result.stdout).toMatch(/checking its files again/)
+    expect(result.stdout).toContain('forgotten')
   })
 
   it('treats a cached image that no longer exists as a miss', async () => {

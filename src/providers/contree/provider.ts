@@ -54,10 +54,14 @@ export class ContreeProvider implements Provider {
     await this.api.tagImage(uuid, tag, signal)
   }
 
-  async ensureFiles(files: readonly LocalFile[], signal?: AbortSignal) {
-    const unique = new Map<string, LocalFile>()
-    for (const file of files) if (!unique.has(file.sha256)) unique.set(file.sha256, file)
+  async ensureFiles(files: readonly LocalFile[], signal?: AbortSignal, known?: ReadonlyMap<string, string>) {
     const ids = new Map<string, string>()
+    const unique = new Map<string, LocalFile>()
+    for (const file of files) {
+      const remembered = known?.get(file.sha256)
+      if (remembered) ids.set(file.sha256, remembered)
+      else if (!unique.has(file.sha256)) unique.set(file.sha256, file)
+    }
     let uploaded = 0
     let uploadedBytes = 0
     await mapLimit([...unique.values()], FILE_CONCURRENCY, async (file) => {
@@ -74,7 +78,7 @@ export class ContreeProvider implements Provider {
       uploaded += 1
       uploadedBytes += file.size
     })
-    return { ids, uploaded, uploadedBytes }
+    return { ids, uploaded, uploadedBytes, probed: unique.size }
   }
 
   async storeBytes(bytes: Uint8Array, signal?: AbortSignal): Promise<string> {

@@ -61,6 +61,15 @@ export class FileStore {
     return this.byUuid.get(reference) ?? this.bySha.get(reference.toLowerCase())
   }
 
+  /** Drops a stored file, as the service's retention eventually does. True when it existed. */
+  forget(sha256: string): boolean {
+    const record = this.bySha.get(sha256.toLowerCase())
+    if (!record) return false
+    this.bySha.delete(record.sha256)
+    this.byUuid.delete(record.uuid)
+    return true
+  }
+
   list(): FileRecord[] {
     return [...this.bySha.values()].reverse()
   }

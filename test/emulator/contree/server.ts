@@ -201,6 +201,7 @@ export async function startContreeEmulator(options: ContreeEmulatorOptions = {})
     async seedImage(opts) {
       return (await images.seed(opts)).uuid
     },
+    forgetFile: (sha256) => app.files.forget(sha256),
     reset() {
       requests.length = 0
       faults.clear()

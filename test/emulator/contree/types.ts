@@ -129,6 +129,8 @@ export interface ContreeEmulator {
   operations(): OperationRecordView[]
   images(): ImageView[]
   seedImage(opts: { tag?: string; files?: Record<string, SeedFile> }): Promise<string>
+  /** Drops a stored file (by content sha256), as the real service's retention eventually does. */
+  forgetFile(sha256: string): boolean
   /** Clears recorded requests and faults; images and operations stay. */
   reset(): void
   /** True when instances run chrooted in their own mount namespace (root + unshare). */
