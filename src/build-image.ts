@@ -118,7 +118,7 @@ export async function buildImage(ctx: ImageContext & { cache: CacheStore }): Pro
       summarize(current)
       throw error
     }
-    const verdict = judge(outcome, `Step ${number}/${total} (${step.instruction})`)
+    const verdict = judge(outcome, `Step ${number}/${total} (${step.instruction})`, { timeoutSeconds: inputs.timeoutSeconds, expectsExitCode: true })
     if (!verdict.ok || !outcome.resultImage) {
       rows.push({ index: number, instruction: step.instruction, outcome: 'failed', durationMs: outcome.durationMs })
       summarize(current)
@@ -255,8 +255,9 @@ async function runStep(
     group.end(`✗ ${title}: ${errorMessage(error)}`)
     throw error
   }
-  group.end(statusLine(outcome, title, formatDuration(outcome.durationMs)))
-  const verdict = judge(outcome, title)
+  const judging = { timeoutSeconds: inputs.timeoutSeconds, expectsExitCode: true }
+  group.end(statusLine(outcome, title, formatDuration(outcome.durationMs), judging))
+  const verdict = judge(outcome, title, judging)
   if (!verdict.ok) reportFailure(group.tail(), verdict.message)
   return outcome
 }

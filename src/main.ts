@@ -175,13 +175,13 @@ async function runCommand(
     group.end(`✗ run: ${errorMessage(error)}`)
     throw error
   }
-  group.end(statusLine(outcome, 'run', formatDuration(outcome.durationMs)))
+  group.end(statusLine(outcome, 'run', formatDuration(outcome.durationMs), { expectsExitCode: true }))
   if (tally) core.debug(`Remote output of operation ${outcome.operationId}: ${tally.describe()}`)
   report.operations.push({ label: 'run', outcome })
   // Failure persistence: outputs first, so a later step sees them whatever happens next.
   setRunOutputs(outcome)
 
-  const verdict = judge(outcome, 'The command', run.timeoutSeconds)
+  const verdict = judge(outcome, 'The command', { timeoutSeconds: run.timeoutSeconds, expectsExitCode: true })
   if (verdict.ok) return
   if (verdict.kind === 'command' && outcome.exitCode !== null && !outcome.timedOut && !inputs.failOnExitCode) {
     core.info(`${verdict.message}. fail-on-exit-code is false, so the step continues.`)

@@ -9,15 +9,25 @@ export type Verdict =
   | { ok: false; kind: 'command'; message: string }
   | { ok: false; kind: 'service'; message: string }
 
-export function judge(outcome: OperationOutcome, what: string, timeoutSeconds?: number): Verdict {
+export interface JudgeOptions {
+  timeoutSeconds?: number
+  /** A command ran, so a missing exit code means it was killed (an import has none to report). */
+  expectsExitCode?: boolean
+}
+
+export function judge(outcome: OperationOutcome, what: string, options: JudgeOptions = {}): Verdict {
   const ref = `operation ${outcome.operationId}`
   switch (outcome.status) {
     case 'SUCCESS':
       if (outcome.timedOut) {
-        const limit = timeoutSeconds ? ` after ${timeoutSeconds} s` : ''
+        const limit = options.timeoutSeconds ? ` after ${options.timeoutSeconds} s` : ''
         return { ok: false, kind: 'command', message: `${what} timed out${limit} and was killed (${ref})` }
       }
-      if (outcome.exitCode === null) return { ok: true }
+      if (outcome.exitCode === null) {
+        return options.expectsExitCode
+          ? { ok: false, kind: 'command', message: `${what} was killed by a signal before it could exit (${ref})` }
+          : { ok: true }
+      }
       if (outcome.exitCode !== 0) {
         return {
           ok: false,
@@ -36,8 +46,8 @@ export function judge(outcome: OperationOutcome, what: string, timeoutSeconds?: 
 }
 
 /** The one-line status printed after an operation's log group. */
-export function statusLine(outcome: OperationOutcome, what: string, durationText: string): string {
-  const verdict = judge(outcome, what)
+export function statusLine(outcome: OperationOutcome, what: string, durationText: string, options: JudgeOptions = {}): string {
+  const verdict = judge(outcome, what, options)
   const mark = verdict.ok ? '✓' : '✗'
   const exit = outcome.exitCode === null ? '' : `, exit code ${outcome.exitCode}`
   const timeout = outcome.timedOut ? ', timed out' : ''
