@@ -6,6 +6,7 @@
  */
 import * as path from 'node:path'
 import { resolveSources } from './build/context.ts'
+import { formatMode } from './build/copy-plan.ts'
 import { createIgnoreMatcher } from './build/dockerignore.ts'
 import { InputError, errorMessage } from './errors.ts'
 import type { UploadInputs } from './inputs.ts'
@@ -26,7 +27,7 @@ export async function collectUploads(upload: UploadInputs): Promise<FilePlacemen
   for (const file of files) {
     placement[path.posix.join(upload.to, file.relPath)] = {
       file,
-      mode: (file.mode & 0o777).toString(8).padStart(4, '0'),
+      mode: formatMode(file.mode),
       uid: 0,
       gid: 0,
     }

@@ -238,7 +238,7 @@ async function walkDirectory(
 }
 
 /** Docker's containsWildcards: an unescaped `*`, `?` or `[`. */
-function containsWildcards(pattern: string): boolean {
+export function containsWildcards(pattern: string): boolean {
   for (let i = 0; i < pattern.length; i++) {
     const ch = pattern[i]
     if (ch === '\\') i++

@@ -9,7 +9,7 @@
  * Mode: `--chmod` (octal), else the context file's own permission bits.
  */
 import path from 'node:path'
-import type { ContextFile } from './context.ts'
+import { containsWildcards, type ContextFile } from './context.ts'
 
 export class CopyPlanError extends Error {
   constructor(message: string) {
@@ -48,7 +48,7 @@ export interface Ownership {
 export function planCopy(request: CopyRequest): Record<string, PlacedFile> {
   const { keyword } = request
   const destIsDir = destinationIsDirectory(request.dest)
-  const multiple = request.sources.length > 1 || request.sources.some(hasWildcard)
+  const multiple = request.sources.length > 1 || request.sources.some(containsWildcards)
   if (multiple && !destIsDir) {
     throw new CopyPlanError(`When using ${keyword} with more than one source file, the destination must be a directory and end with a /`)
   }
@@ -125,11 +125,3 @@ export function formatMode(mode: number): string {
   return (mode & 0o7777).toString(8).padStart(4, '0')
 }
 
-function hasWildcard(source: string): boolean {
-  for (let i = 0; i < source.length; i++) {
-    const ch = source[i]
-    if (ch === '\\') i++
-    else if (ch === '*' || ch === '?' || ch === '[') return true
-  }
-  return false
-}
