@@ -21,8 +21,8 @@ import { errorMessage, InputError } from './errors.ts'
 import { HttpError } from './http/errors.ts'
 import { resolveImage, serviceScope, type ImageContext, type PreparedImage } from './image.ts'
 import { parseImage } from './inputs.ts'
-import { judge, statusLine } from './outcome.ts'
-import { formatDuration } from './output/format.ts'
+import { inLogGroup } from './operation-group.ts'
+import { judge, type Verdict } from './outcome.ts'
 import { reportFailure, type RemoteLogGroup } from './output/remote-log.ts'
 import { renderBuildSummary, type BuildSummaryStep } from './output/summary.ts'
 import type { OperationOutcome, SandboxFile } from './providers/types.ts'
@@ -110,15 +110,15 @@ export async function buildImage(ctx: ImageContext & { cache: CacheStore }): Pro
     }
     allCached = false
     const started = Date.now()
-    let outcome: OperationOutcome
+    let ran: { outcome: OperationOutcome; verdict: Verdict }
     try {
-      outcome = await runStep(ctx, step, current, downloads, fileIds, title, `build step ${number}/${total}`)
+      ran = await runStep(ctx, step, current, downloads, fileIds, title, `build step ${number}/${total}`)
     } catch (error) {
       rows.push({ index: number, instruction: step.instruction, outcome: 'failed', durationMs: Date.now() - started })
       summarize(current)
       throw error
     }
-    const verdict = judge(outcome, `Step ${number}/${total} (${step.instruction})`, { timeoutSeconds: inputs.timeoutSeconds, expectsExitCode: true })
+    const { outcome, verdict } = ran
     if (!verdict.ok || !outcome.resultImage) {
       rows.push({ index: number, instruction: step.instruction, outcome: 'failed', durationMs: outcome.durationMs })
       summarize(current)
@@ -195,7 +195,7 @@ async function runStep(
   fileIds: FileIds,
   title: string,
   label: string,
-): Promise<OperationOutcome> {
+): Promise<{ outcome: OperationOutcome; verdict: Verdict }> {
   const { provider, signal, inputs } = ctx
   const placeFiles = async (trustRemembered: boolean): Promise<Record<string, SandboxFile>> => {
     const files: Record<string, SandboxFile> = {}
@@ -239,27 +239,21 @@ async function runStep(
     )
 
   const files = await placeFiles(true)
-  const group = ctx.log.open(title)
-  let outcome: OperationOutcome
-  try {
+  const judging = { timeoutSeconds: inputs.timeoutSeconds, expectsExitCode: true }
+  const { outcome, group } = await inLogGroup(ctx.log, title, title, judging, async (group) => {
     try {
-      outcome = await spawn(files, group)
+      return await spawn(files, group)
     } catch (error) {
       // A remembered file id the service no longer has makes it refuse the spawn (nothing ran):
       // check every file for real and try once more.
       if (!usesRemembered || !isRejectedRequest(error)) throw error
       core.info(`${title}: the service refused the step (${errorMessage(error)}); checking its files again.`)
-      outcome = await spawn(await placeFiles(false), group)
+      return spawn(await placeFiles(false), group)
     }
-  } catch (error) {
-    group.end(`✗ ${title}: ${errorMessage(error)}`)
-    throw error
-  }
-  const judging = { timeoutSeconds: inputs.timeoutSeconds, expectsExitCode: true }
-  group.end(statusLine(outcome, title, formatDuration(outcome.durationMs), judging))
+  })
   const verdict = judge(outcome, title, judging)
   if (!verdict.ok) reportFailure(group.tail(), verdict.message)
-  return outcome
+  return { outcome, verdict }
 }
 
 /** A 4xx the service answers before doing anything, other than auth and throttling (which a retry cannot fix). */

@@ -18,11 +18,3 @@ export class InputError extends Error {
     this.input = input
   }
 }
-
-/** The remote command or build step did not succeed (as opposed to the service failing). */
-export class RemoteFailure extends Error {
-  constructor(message: string) {
-    super(message)
-    this.name = 'RemoteFailure'
-  }
-}

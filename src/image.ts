@@ -8,8 +8,8 @@ import { ActionsCacheStore, NO_CACHE, type CacheStore } from './cache/actions-ca
 import { importKey, type ServiceScope } from './cache/keys.ts'
 import { errorMessage } from './errors.ts'
 import type { ImageSpec, Inputs } from './inputs.ts'
-import { judge, statusLine } from './outcome.ts'
-import { formatDuration } from './output/format.ts'
+import { inLogGroup } from './operation-group.ts'
+import { judge } from './outcome.ts'
 import { reportFailure, type RemoteLog } from './output/remote-log.ts'
 import type { OperationOutcome, Provider } from './providers/types.ts'
 import { parseReference, toContreeImportUrl, type ImageReference } from './registry/reference.ts'
@@ -117,19 +117,13 @@ async function importImage(ctx: ImageContext & { cache: CacheStore }, ref: Image
   }
 
   const pinned = digest ? { ...ref, digest } : ref
-  const group = ctx.log.open(`Import ${ref.original}`)
-  let outcome
-  try {
-    outcome = await provider.importImage(
+  const { outcome, group } = await inLogGroup(ctx.log, `Import ${ref.original}`, `import ${ref.original}`, {}, (group) =>
+    provider.importImage(
       { reference: toContreeImportUrl(pinned), ...(credentials ? { credentials } : {}), ...(tag ? { tag } : {}) },
       group,
       { label: `import ${ref.original}`, signal },
-    )
-  } catch (error) {
-    group.end(`✗ import ${ref.original}: ${errorMessage(error)}`)
-    throw error
-  }
-  group.end(statusLine(outcome, `import ${ref.original}`, formatDuration(outcome.durationMs)))
+    ),
+  )
   ctx.report.operations.push({ label: `import ${ref.original}`, outcome })
   const verdict = judge(outcome, `The import of ${ref.original}`)
   if (!verdict.ok || !outcome.resultImage) {

@@ -10,8 +10,8 @@ import { errorMessage } from './errors.ts'
 import { exitAfterFlush } from './exit.ts'
 import { prepareImage, type PreparedImage } from './image.ts'
 import { getInputs, type Inputs } from './inputs.ts'
-import { judge, statusLine } from './outcome.ts'
-import { formatDuration } from './output/format.ts'
+import { inLogGroup } from './operation-group.ts'
+import { judge } from './outcome.ts'
 import { RemoteLog, reportFailure } from './output/remote-log.ts'
 import { renderRunSummary, writeSummary } from './output/summary.ts'
 import { ContreeProvider } from './providers/contree/provider.ts'
@@ -145,17 +145,17 @@ async function runCommand(
   }
 
   const display = run.shell ? run.command : JSON.stringify([run.command, ...(run.args ?? [])])
-  const group = log.open(`Run: ${firstLine(display)}`)
-  // In debug runs, account for every remote byte so a log can prove nothing was lost or repeated.
-  const tally = core.isDebug() ? new StreamTally(group) : undefined
   // Like `docker run`: the built image's USER runs the command (wrapped as the build's RUN steps are).
   const user = image.runDefaults?.user
   const spec: RunSpec = user
     ? buildRunSpec(run.shell ? { form: 'shell', text: run.command } : { form: 'exec', argv: [run.command, ...(run.args ?? [])] }, DEFAULT_SHELL, user)
     : { command: run.command, shell: run.shell, ...(run.args ? { args: run.args } : {}) }
-  let outcome: OperationOutcome
-  try {
-    outcome = await provider.run(
+  const judging = { timeoutSeconds: run.timeoutSeconds, expectsExitCode: true }
+  let tally: StreamTally | undefined
+  const { outcome, group } = await inLogGroup(log, `Run: ${firstLine(display)}`, 'run', judging, (group) => {
+    // In debug runs, account for every remote byte so a log can prove nothing was lost or repeated.
+    tally = core.isDebug() ? new StreamTally(group) : undefined
+    return provider.run(
       {
         image: image.uuid,
         command: spec.command,
@@ -171,17 +171,13 @@ async function runCommand(
       tally ?? group,
       { label: 'run', signal },
     )
-  } catch (error) {
-    group.end(`✗ run: ${errorMessage(error)}`)
-    throw error
-  }
-  group.end(statusLine(outcome, 'run', formatDuration(outcome.durationMs), { expectsExitCode: true }))
+  })
   if (tally) core.debug(`Remote output of operation ${outcome.operationId}: ${tally.describe()}`)
   report.operations.push({ label: 'run', outcome })
   // Failure persistence: outputs first, so a later step sees them whatever happens next.
   setRunOutputs(outcome)
 
-  const verdict = judge(outcome, 'The command', { timeoutSeconds: run.timeoutSeconds, expectsExitCode: true })
+  const verdict = judge(outcome, 'The command', judging)
   if (verdict.ok) return
   if (verdict.kind === 'command' && outcome.exitCode !== null && !outcome.timedOut && !inputs.failOnExitCode) {
     core.info(`${verdict.message}. fail-on-exit-code is false, so the step continues.`)

@@ -1,10 +1,9 @@
 // The life of one image_import operation: pull the image for real from an OCI registry, unpack its
 // layers into a new image tree, tag it. Progress goes to the event log as stdout lines.
 import { mkdir, rename, rm } from 'node:fs/promises'
-import { hostname } from 'node:os'
 import { dirname, join } from 'node:path'
 import type { ImageStore } from './image-store.ts'
-import { completeOperation, imageSizeBytes } from './instance-runner.ts'
+import { appendInit, completeOperation, imageSizeBytes } from './instance-runner.ts'
 import { applyLayer } from './layer-apply.ts'
 import type { Operation } from './operations.ts'
 import { parseRegistryUrl, RegistryClient, type Credentials } from './registry-client.ts'
@@ -41,13 +40,7 @@ export async function runImport(ctx: ImportContext, op: Operation, request: Impo
     await sleep(ctx.stateDelayMs)
     if (op.cancelRequested) throw new Error('cancelled')
     op.status = 'EXECUTING'
-    op.log.append(0, 'init', {
-      started_at: new Date().toISOString(),
-      runtime_path: '/run/contreeinitd',
-      verbose: false,
-      init_pid: 1,
-      hostname: hostname(),
-    })
+    appendInit(op)
 
     const ref = parseRegistryUrl(request.url)
     const client = new RegistryClient(ref, request.credentials, abort.signal)

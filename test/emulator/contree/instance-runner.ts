@@ -164,15 +164,7 @@ export async function runInstance(ctx: RunnerContext, op: Operation, spec: Spawn
     await sleep(ctx.stateDelayMs)
     if (op.cancelRequested) return cancelBeforeStart(ctx, op)
     op.status = 'EXECUTING'
-    op.log.append(0, 'init', {
-      started_at: new Date().toISOString(),
-      runtime_path: '/run/contreeinitd',
-      verbose: false,
-      init_pid: 1,
-      hostname: hostname(),
-      kernel: 'emulator',
-      machine: process.arch,
-    })
+    appendInit(op)
 
     await copyTree(image.dir, root)
     await writeInjectedFiles(root, spec.files)
@@ -343,5 +335,18 @@ function superviseProcess(
         },
       })
     })
+  })
+}
+
+/** The `init` event (spid 0) that opens every operation's log once it is EXECUTING. */
+export function appendInit(op: Operation): void {
+  op.log.append(0, 'init', {
+    started_at: new Date().toISOString(),
+    runtime_path: '/run/contreeinitd',
+    verbose: false,
+    init_pid: 1,
+    hostname: hostname(),
+    kernel: 'emulator',
+    machine: process.arch,
   })
 }

@@ -1,0 +1,30 @@
+/**
+ * One remote operation in its own log group: the group opens when the operation starts, its remote
+ * output streams inside, and a one-line status follows the group once it ends, also when it throws
+ * (an open group would swallow the workflow commands that report the failure).
+ */
+import { errorMessage } from './errors.ts'
+import { statusLine, type JudgeOptions } from './outcome.ts'
+import { formatDuration } from './output/format.ts'
+import type { RemoteLog, RemoteLogGroup } from './output/remote-log.ts'
+import type { OperationOutcome } from './providers/types.ts'
+
+export async function inLogGroup(
+  log: RemoteLog,
+  title: string,
+  /** Short name used in the status line, e.g. "run". */
+  what: string,
+  judging: JudgeOptions,
+  operate: (group: RemoteLogGroup) => Promise<OperationOutcome>,
+): Promise<{ outcome: OperationOutcome; group: RemoteLogGroup }> {
+  const group = log.open(title)
+  let outcome: OperationOutcome
+  try {
+    outcome = await operate(group)
+  } catch (error) {
+    group.end(`✗ ${what}: ${errorMessage(error)}`)
+    throw error
+  }
+  group.end(statusLine(outcome, what, formatDuration(outcome.durationMs), judging))
+  return { outcome, group }
+}
