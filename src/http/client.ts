@@ -33,8 +33,13 @@ export interface HttpRequest {
   timeoutMs?: number
   /** Non-2xx statuses returned instead of thrown (e.g. [404] for probes, [302] for redirects). */
   accept?: number[]
-  /** Long-lived response (SSE): no body timeout; only transport failures before any byte are retried. */
+  /** Long-lived response (SSE): only transport failures before any byte are retried. */
   stream?: boolean
+  /**
+   * For a stream: the longest silence between body chunks before the connection counts as dead
+   * (a half-open socket never errors by itself). Default: no limit.
+   */
+  idleTimeoutMs?: number
   /** false: a single attempt; a policy: replaces the client's own for this request (e.g. a short cancel). */
   retry?: false | RetryPolicy
 }
@@ -139,7 +144,7 @@ export class HttpClient {
         body: materializeBody(body),
         signal: req.signal,
         headersTimeout: ctx.timeoutMs,
-        bodyTimeout: req.stream === true ? 0 : ctx.timeoutMs,
+        bodyTimeout: req.stream === true ? (req.idleTimeoutMs ?? 0) : ctx.timeoutMs,
       })
     } catch (error) {
       if (req.signal?.aborted) throw req.signal.reason

@@ -95,7 +95,13 @@ function streamWriter(res: ServerResponse): EventStream {
   }
 }
 
-async function startFake(opts: { events: EventsStep[]; statuses?: string[]; record?: Partial<OperationResponse>; getFailures?: number[] }): Promise<Fake> {
+async function startFake(opts: {
+  events: EventsStep[]
+  statuses?: string[]
+  record?: Partial<OperationResponse>
+  getFailures?: number[]
+  eventsIdleTimeoutMs?: number
+}): Promise<Fake> {
   const log: string[] = []
   let eventsCalls = 0
   let getCalls = 0
@@ -140,7 +146,8 @@ async function startFake(opts: { events: EventsStep[]; statuses?: string[]; reco
     await new Promise((resolve) => setImmediate(resolve))
   }
   const http = new HttpClient({ baseUrl: url, dispatcher, sleep, retry: new RetryPolicy({ maxAttempts: 1, sleep }) })
-  return { url, log, api: new ContreeApi({ baseUrl: url, userAgent: 'test', http }), sleeps }
+  const idle = opts.eventsIdleTimeoutMs === undefined ? {} : { eventsIdleTimeoutMs: opts.eventsIdleTimeoutMs }
+  return { url, log, api: new ContreeApi({ baseUrl: url, userAgent: 'test', http, ...idle }), sleeps }
 }
 
 async function follow(fake: Fake, opts: FollowOptions = {}): Promise<OperationEvent[]> {
@@ -311,8 +318,11 @@ describe('followOperation', () => {
 
   it('never cuts short a drain that keeps making progress, however often it breaks', async () => {
     // Each retained-log read delivers one more event, then breaks: more breaks than drainAttempts.
+    // Let each frame reach the client before the cut, so every read really makes progress.
+    const settle = () => new Promise((resolve) => setTimeout(resolve, 20))
     const drainStep = (id: number) => async (s: EventStream) => {
       await s.frame(out(id, `part ${id}\n`))
+      await settle()
       s.breakFraming()
     }
     const fake = await startFake({
@@ -320,6 +330,7 @@ describe('followOperation', () => {
       events: [
         async (s) => {
           await s.frame(out(0, 'part 0\n'))
+          await settle()
           s.breakFraming()
         },
         drainStep(1),
@@ -335,6 +346,26 @@ describe('followOperation', () => {
     const events = await follow(fake, { drainAttempts: 2 })
     expect(ids(events)).toEqual([0, 1, 2, 3, 4, 5, 6])
     expect(fake.log).toEqual(['events follow', 'get', 'events lei=0', 'events lei=1', 'events lei=2', 'events lei=3', 'events lei=4'])
+  })
+
+  it('treats a silent stream (a half-open connection) as broken and resumes it', async () => {
+    const fake = await startFake({
+      statuses: ['EXECUTING'],
+      eventsIdleTimeoutMs: 200,
+      events: [
+        async (s) => {
+          await s.frame(out(0, 'before the silence\n'))
+          s.hang()
+        },
+        async (s, ctx) => {
+          expect(ctx.lastEventId).toBe(0)
+          for (const e of [out(1, 'after\n'), exit(2, 0), done(3)]) await s.frame(e)
+          s.end()
+        },
+      ],
+    })
+    expect(ids(await follow(fake))).toEqual([0, 1, 2, 3])
+    expect(fake.log).toEqual(['events follow', 'get', 'events follow lei=0'])
   })
 
   it('falls back to polling when the events route is unavailable and synthesizes one completion', async () => {

@@ -17,7 +17,17 @@ export interface ContreeApiOptions {
   http?: HttpClient
   retry?: RetryPolicy
   sleep?: Sleep
+  /**
+   * Silence on an event stream after which it is treated as broken and resumed. The service sends
+   * keepalive comments on idle streams, so this much silence means the connection is dead.
+   */
+  eventsIdleTimeoutMs?: number
 }
+
+/** Well above the service's keepalive interval. */
+export const DEFAULT_EVENTS_IDLE_TIMEOUT_MS = 90_000
+/** How long an events request may wait for its response headers before it is retried. */
+const EVENTS_HEADERS_TIMEOUT_MS = 60_000
 
 export type CancelResult = 'cancelled' | 'not-cancellable' | 'not-found'
 
@@ -35,10 +45,12 @@ export class ContreeApi {
   readonly http: HttpClient
   readonly retry: RetryPolicy
   private readonly sleep: Sleep | undefined
+  private readonly eventsIdleTimeoutMs: number
 
   constructor(opts: ContreeApiOptions) {
     this.retry = opts.retry ?? new RetryPolicy(opts.sleep ? { sleep: opts.sleep } : {})
     this.sleep = opts.sleep
+    this.eventsIdleTimeoutMs = opts.eventsIdleTimeoutMs ?? DEFAULT_EVENTS_IDLE_TIMEOUT_MS
     const headers: Record<string, string> = { 'User-Agent': opts.userAgent }
     // Public endpoints work without a token; an empty Authorization header would be rejected.
     if (opts.token) headers.Authorization = `Bearer ${opts.token}`
@@ -164,6 +176,8 @@ export class ContreeApi {
       query: { follow: opts.follow },
       headers,
       stream: true,
+      timeoutMs: EVENTS_HEADERS_TIMEOUT_MS,
+      idleTimeoutMs: this.eventsIdleTimeoutMs,
       ...withSignal(opts.signal),
     })
   }
