@@ -75,6 +75,11 @@ async function* gunzipIncrementally(raw: AsyncIterable<Uint8Array>): AsyncGenera
     } catch (error) {
       inputError = error
     }
+    if (decodeError !== undefined) return
+    // Let everything written so far be decoded and handed out before finishing: finishing a stream
+    // that lacks its trailer raises an error, and an error raised in the same turn as the last
+    // output would discard that output.
+    await new Promise<void>((resolve) => gunzip.write(new Uint8Array(0), () => setImmediate(resolve)))
     if (decodeError === undefined) gunzip.end()
   })()
   try {
