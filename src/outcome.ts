@@ -1,6 +1,8 @@
 /**
  * What an operation's outcome means for the step. A SUCCESS status only says the service did its
  * part: the command can still have failed (non-zero exit, timeout), and that is a different message.
+ * The words here are the ones users read (status lines, summaries); the service's own status stays
+ * in the outputs.
  */
 import type { OperationOutcome } from './providers/types.ts'
 
@@ -45,11 +47,30 @@ export function judge(outcome: OperationOutcome, what: string, options: JudgeOpt
   }
 }
 
+/**
+ * The result in a few plain words: "exit code 0", "failed with exit code 3", "timed out after 5 s",
+ * "failed on the service: no capacity", "cancelled". Never "SUCCESS" for a command that failed.
+ */
+export function describeOutcome(outcome: OperationOutcome, options: JudgeOptions = {}): string {
+  // The service may report a timeout as SUCCESS (with timed_out) or as FAILED: either way it timed out.
+  if (outcome.timedOut && outcome.status !== 'CANCELLED') {
+    return options.timeoutSeconds ? `timed out after ${options.timeoutSeconds} s` : 'timed out'
+  }
+  switch (outcome.status) {
+    case 'SUCCESS':
+      if (outcome.exitCode === null) return options.expectsExitCode ? 'killed by a signal' : 'done'
+      return outcome.exitCode === 0 ? 'exit code 0' : `failed with exit code ${outcome.exitCode}`
+    case 'FAILED':
+      return `failed on the service: ${outcome.error ?? 'no reason given'}`
+    case 'CANCELLED':
+      return outcome.error ? `cancelled: ${outcome.error}` : 'cancelled'
+    default:
+      return `ended as ${outcome.status}`
+  }
+}
+
 /** The one-line status printed after an operation's log group. */
 export function statusLine(outcome: OperationOutcome, what: string, durationText: string, options: JudgeOptions = {}): string {
-  const verdict = judge(outcome, what, options)
-  const mark = verdict.ok ? '✓' : '✗'
-  const exit = outcome.exitCode === null ? '' : `, exit code ${outcome.exitCode}`
-  const timeout = outcome.timedOut ? ', timed out' : ''
-  return `${mark} ${what}: ${outcome.status}${exit}${timeout} in ${durationText} (operation ${outcome.operationId})`
+  const mark = judge(outcome, what, options).ok ? '✓' : '✗'
+  return `${mark} ${what}: ${describeOutcome(outcome, options)} in ${durationText} (operation ${outcome.operationId})`
 }

@@ -1,12 +1,16 @@
 /**
  * Escaping of untrusted text (remote instructions, error strings, log lines) for the job summary, which
  * GitHub renders as GitHub-flavoured markdown with inline HTML. Remote text must stay text: no tags,
- * no table breaks, no code spans, no links, no math.
+ * no table breaks, no code spans, no links, no emphasis, no math, no mentions — and it must still read
+ * plainly, so only the characters that can start markup inside a table cell are escaped (a URL keeps
+ * its `:`, `/`, `.`, `-` and `=`).
  */
 
-// Everything markdown or HTML could give a meaning to, as numeric entities (they render as the
-// character and are decoded only after table cells and inline markup are parsed).
-const MARKDOWN_SPECIAL = /[&<>"'`|*_[\]\\~#!$@(){}+=:^-]/g
+// The characters that can open markup mid-line: HTML and entities, code spans, table pipes, emphasis,
+// strikethrough, link brackets (which also disarm `![`), backslash escapes, math and mentions. Line-start
+// markers (`#`, `-`, `+`, `=`) cannot occur: cells and our lines never start with remote text. They become
+// numeric entities, which render as the character and are decoded only after the markup is parsed.
+const MARKDOWN_SPECIAL = /[&<>"'`|*_[\]\\~$@]/g
 const HTML_SPECIAL = /[&<>"']/g
 
 // CSI / OSC / two-byte escape sequences: the summary does not render ANSI colours (platform §2.10).
@@ -39,6 +43,17 @@ export function escapeMarkdownInline(text: string): string {
  */
 export function escapeHtml(text: string): string {
   return stripTerminalCodes(text).replace(HTML_SPECIAL, entity)
+}
+
+/**
+ * An identifier or URL shown verbatim as a code span: nothing inside a code span is markup, so it reads
+ * exactly as written. Text a code span cannot hold literally (a backtick, a table pipe, a line break)
+ * falls back to escaped text inside `<code>`.
+ */
+export function codeSpan(text: string): string {
+  const plain = stripTerminalCodes(text)
+  if (/^[^`|\r\n]+$/.test(plain) && !/^\s|\s$/.test(plain)) return `\`${plain}\``
+  return `<code>${escapeMarkdownInline(plain)}</code>`
 }
 
 /** Shortens text to at most `maxChars` characters, marking the cut, never splitting a surrogate pair. */

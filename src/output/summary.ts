@@ -7,8 +7,9 @@
  */
 import { statSync } from 'node:fs'
 import * as core from '@actions/core'
+import { describeOutcome } from '../outcome.ts'
 import { formatDuration, statusSymbol } from './format.ts'
-import { escapeHtml, escapeMarkdownInline, truncateText } from './markdown-escape.ts'
+import { codeSpan, escapeHtml, escapeMarkdownInline, truncateText } from './markdown-escape.ts'
 
 /** The runner's limit for one step's summary file (FileCommandManager AttachmentSizeLimit). */
 export const STEP_SUMMARY_LIMIT_BYTES = 1024 * 1024
@@ -29,11 +30,18 @@ export interface RunSummaryOperation {
   resultImage: string | null
   timedOut: boolean
   error?: string
+  /** A command ran (a run or a build step), so a missing exit code means it was killed; an import has none. */
+  expectsExitCode?: boolean
+  /** The command's time limit, for the words of a timeout. */
+  timeoutSeconds?: number
 }
 
 export interface RunSummaryInput {
   title: string
+  /** Provider name, e.g. "contree". */
   provider: string
+  /** The service's base URL, shown verbatim. */
+  endpoint?: string
   operations: readonly RunSummaryOperation[]
   /** Last lines of remote output (already sanitised for the log; escaped again here). */
   outputsTail?: readonly string[]
@@ -71,8 +79,7 @@ function cell(text: string): string {
 }
 
 function code(text: string | null | undefined): string {
-  // Inline HTML does not stop markdown inside it, so the content needs the full markdown escaping.
-  return text ? `<code>${escapeMarkdownInline(truncateText(text, MAX_CELL_CHARS))}</code>` : '–'
+  return text ? codeSpan(truncateText(text, MAX_CELL_CHARS)) : '–'
 }
 
 function truncationNote(what: string): string {
@@ -96,7 +103,11 @@ function fitRows(rows: readonly string[], budget: number): { taken: string[]; om
 }
 
 function isSuccess(op: RunSummaryOperation): boolean {
-  return op.status === 'SUCCESS' && !op.timedOut && (op.exitCode === null || op.exitCode === 0)
+  return op.status === 'SUCCESS' && !op.timedOut && (op.exitCode === 0 || (op.exitCode === null && !expectsExitCode(op)))
+}
+
+function expectsExitCode(op: RunSummaryOperation): boolean {
+  return op.expectsExitCode ?? op.exitCode !== null
 }
 
 function overallSymbol(operations: readonly RunSummaryOperation[]): string {
@@ -106,10 +117,15 @@ function overallSymbol(operations: readonly RunSummaryOperation[]): string {
 
 function operationRow(op: RunSummaryOperation): string {
   const symbol = statusSymbol(isSuccess(op) ? 'success' : op.status === 'SUCCESS' ? 'failed' : op.status)
-  const status = op.timedOut ? `${op.status} (timed out)` : op.status
+  // Plain words ("failed with exit code 3"), never the service's SUCCESS for a command that failed.
+  const result = describeOutcome(
+    { ...op, resultImage: op.resultImage, error: op.error ?? null, status: op.status as never },
+    { expectsExitCode: expectsExitCode(op), ...(op.timeoutSeconds ? { timeoutSeconds: op.timeoutSeconds } : {}) },
+  )
   const exit = op.exitCode === null ? '–' : String(op.exitCode)
-  const details = op.error ? cell(op.error) : ''
-  return `| ${symbol} | ${cell(op.label)} | ${cell(status)} | ${exit} | ${formatDuration(op.durationMs)} | ${code(op.resultImage)} | ${code(op.operationId)} | ${details} |\n`
+  // A service failure's or cancellation's reason is in the result words already; keep the column for the rest.
+  const details = op.error && op.status !== 'FAILED' && op.status !== 'CANCELLED' ? cell(op.error) : ''
+  return `| ${symbol} | ${cell(op.label)} | ${cell(result)} | ${exit} | ${formatDuration(op.durationMs)} | ${code(op.resultImage)} | ${code(op.operationId)} | ${details} |\n`
 }
 
 /** Renders the remote output tail as a `<pre>` block, keeping the newest lines that fit. */
@@ -139,8 +155,8 @@ export function renderRunSummary(input: RunSummaryInput, options: RenderOptions 
   const tail = input.outputsTail ?? []
   const head =
     `## ${overallSymbol(input.operations)} ${cell(input.title)}\n\n` +
-    `Provider: ${cell(input.provider)}\n\n` +
-    '| | Operation | Status | Exit code | Duration | Result image | Operation ID | Error |\n' +
+    `Provider: ${cell(input.provider)}${input.endpoint ? ` at ${codeSpan(input.endpoint)}` : ''}\n\n` +
+    '| | Operation | Result | Exit code | Duration | Result image | Operation ID | Error |\n' +
     '|---|---|---|---|---|---|---|---|\n'
   const reserveNote = bytes(truncationNote('999999 more operations were'))
   // The table gets first pick; the tail may use at most half of the section when both are large.

@@ -36,8 +36,20 @@ describe('judge', () => {
 })
 
 describe('statusLine', () => {
-  it('summarises the outcome on one line', () => {
-    expect(statusLine({ ...base, exitCode: 1 }, 'run', '1.2 s', { expectsExitCode: true })).toBe('✗ run: SUCCESS, exit code 1 in 1.2 s (operation op-1)')
-    expect(statusLine(base, 'run', '1.2 s')).toBe('✓ run: SUCCESS, exit code 0 in 1.2 s (operation op-1)')
+  it('summarises the outcome on one line, in words that never call a failed command a success', () => {
+    expect(statusLine({ ...base, exitCode: 3 }, 'run', '1.2 s', { expectsExitCode: true })).toBe('✗ run: failed with exit code 3 in 1.2 s (operation op-1)')
+    expect(statusLine(base, 'run', '1.2 s')).toBe('✓ run: exit code 0 in 1.2 s (operation op-1)')
+  })
+
+  it.each([
+    ['a timeout', { exitCode: null, timedOut: true }, { expectsExitCode: true, timeoutSeconds: 5 }, '✗ run: timed out after 5 s in'],
+    ['a kill', { exitCode: null }, { expectsExitCode: true }, '✗ run: killed by a signal in'],
+    ['an import', { exitCode: null }, {}, '✓ run: done in'],
+    ['a service failure', { status: 'FAILED', error: 'no capacity' }, {}, '✗ run: failed on the service: no capacity in'],
+    ['a cancellation', { status: 'CANCELLED' }, {}, '✗ run: cancelled in'],
+  ] as const)('words %s', (_name, change, options, expected) => {
+    const line = statusLine({ ...base, ...change } as OperationOutcome, 'run', '1.2 s', options)
+    expect(line.startsWith(expected)).toBe(true)
+    expect(line).not.toContain('SUCCESS')
   })
 })

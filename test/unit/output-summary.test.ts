@@ -10,7 +10,7 @@ import {
   writeSummary,
   type RunSummaryOperation,
 } from '../../src/output/summary.ts'
-import { escapeHtml, escapeMarkdownInline } from '../../src/output/markdown-escape.ts'
+import { codeSpan, escapeHtml, escapeMarkdownInline } from '../../src/output/markdown-escape.ts'
 
 // core.summary remembers the file path on first use, so this file uses one summary file throughout.
 const summaryFile = join(mkdtempSync(join(tmpdir(), 'summary-')), 'step-summary.md')
@@ -42,13 +42,24 @@ function tableRows(markdown: string): string[] {
 describe('markdown escaping', () => {
   it('leaves no markup characters from remote text', () => {
     const escaped = escapeMarkdownInline(HOSTILE)
-    expect(escaped.replaceAll('<br>', '')).not.toMatch(/[<>|`*_[\]()$~\\!@]/)
+    expect(escaped.replaceAll('<br>', '')).not.toMatch(/[<>|`*_[\]$~\\@]/)
     expect(escaped).not.toContain('<script')
     expect(escaped).not.toContain('\n')
     expect(escaped).toContain('<br>')
     expect(escaped).toContain('&#124;')
     // "&amp;" in the input is text, so its "&" is escaped too.
     expect(escaped).toContain('&#38;amp;')
+  })
+
+  it('keeps URLs and ordinary punctuation readable', () => {
+    expect(escapeMarkdownInline('see https://api.example.com:8443/v1/x?a=1-2 (retry: 3)')).toBe('see https://api.example.com:8443/v1/x?a=1-2 (retry: 3)')
+  })
+
+  it('shows identifiers and URLs verbatim in code spans, escaping only what a code span cannot hold', () => {
+    expect(codeSpan('https://api.example.com/sandboxes')).toBe('`https://api.example.com/sandboxes`')
+    expect(codeSpan('sha256:abc')).toBe('`sha256:abc`')
+    expect(codeSpan('a|b')).toBe('<code>a&#124;b</code>')
+    expect(codeSpan('x`y')).toBe('<code>x&#96;y</code>')
   })
 
   it('escapes HTML for <pre> blocks, including a closing </pre>, and strips ANSI codes', () => {
@@ -74,9 +85,12 @@ describe('renderRunSummary', () => {
     expect(rows).toHaveLength(5) // header, separator, 3 operations
     for (const row of rows) expect(cells(row)).toHaveLength(8)
     expect(md).not.toContain('<script')
-    expect(md).not.toContain('`')
+    // No code span, link or image can form from remote text; our own code spans hold only plain ids.
+    expect(md).not.toContain('`code`')
+    expect(md).not.toContain('`1`')
     expect(md).not.toContain('](')
-    expect(md).toContain('FAILED &#40;timed out&#41;')
+    expect(md).toContain('| timed out |')
+    expect(md).toContain('| failed on the service: x &#60;script&#62;')
     expect(md).toContain('2 m 05 s')
     expect(md).toContain('## ✗ ')
     expect(md).toContain('<pre>\nok\n&#60;/pre&#62;&#60;script&#62;x&#60;/script&#62;\ngreen\n</pre>')
@@ -86,6 +100,21 @@ describe('renderRunSummary', () => {
 
   it('marks an all-successful run with ✓', () => {
     expect(renderRunSummary({ title: 'r', provider: 'p', operations: [op()] })).toMatch(/^## ✓ r/)
+  })
+
+  it('reads plainly: the endpoint verbatim, a failed command as failed, never as SUCCESS', () => {
+    const md = renderRunSummary({
+      title: 'Remote sandbox operations',
+      provider: 'contree',
+      endpoint: 'https://api.tokenfactory.nebius.com/sandboxes',
+      operations: [op({ exitCode: 3 }), op({ label: 'import python', exitCode: null, expectsExitCode: false }), op({ label: 'killed', exitCode: null, expectsExitCode: true })],
+    })
+    expect(md).toContain('Provider: contree at `https://api.tokenfactory.nebius.com/sandboxes`')
+    expect(md).toContain('| ✗ | run | failed with exit code 3 | 3 |')
+    expect(md).toContain('| ✓ | import python | done | – |')
+    expect(md).toContain('| ✗ | killed | killed by a signal | – |')
+    expect(md).not.toMatch(/&#\d+;/)
+    expect(md).not.toContain('SUCCESS')
   })
 
   it('keeps a 5 MB tail under the size budget, newest lines first, with a visible note', () => {
@@ -127,7 +156,7 @@ describe('renderBuildSummary', () => {
     expect(md).toContain('✗ failed')
     expect(md).toContain('♻ cached')
     expect(md).toContain('850 ms')
-    expect(md).toContain('<code>sha256&#58;abc</code>')
+    expect(md).toContain('`sha256:abc`')
   })
 
   it('says when the whole build was a cache hit', () => {
