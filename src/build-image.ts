@@ -8,22 +8,21 @@
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import * as core from '@actions/core'
-import type { CacheStore } from './cache/actions-cache-store.ts'
-import { buildKeys, dockerfileId } from './cache/keys.ts'
+import { buildKeys, dockerfileId, isExactMatch } from './cache/keys.ts'
 import { createSourceResolver } from './build/context.ts'
 import { parseDockerfile } from './build/dockerfile.ts'
 import { createIgnoreMatcher, readDockerignore } from './build/dockerignore.ts'
 import { createBuildPlan, type BuildPlan, type BuildStep } from './build/plan.ts'
 import { buildCacheKey, fromKey, stepKeys } from './build/step-key.ts'
-import { downloadUrl, type Download } from './download.ts'
+import { displayUrl, downloadUrl, type Download } from './download.ts'
 import { errorMessage, InputError } from './errors.ts'
 import { HttpError } from './http/errors.ts'
-import { resolveImage, serviceScope, type ImageContext, type PreparedImage } from './image.ts'
-import { parseImage } from './inputs.ts'
+import { resolveImage, type ImageContext, type PreparedImage } from './image.ts'
+import { parseBaseImage } from './inputs.ts'
 import { inLogGroup } from './operation-group.ts'
 import { judge, type Verdict } from './outcome.ts'
 import { reportFailure, type RemoteLogGroup } from './output/remote-log.ts'
+import { say, warn } from './output/say.ts'
 import { renderBuildSummary, type BuildSummaryStep } from './output/summary.ts'
 import type { OperationOutcome, SandboxFile } from './providers/types.ts'
 
@@ -44,8 +43,9 @@ interface FileIds {
   used: Map<string, string>
 }
 
-export async function buildImage(ctx: ImageContext & { cache: CacheStore }): Promise<PreparedImage> {
-  const { inputs, provider, signal, cache } = ctx
+export async function buildImage(ctx: ImageContext): Promise<PreparedImage> {
+  const { inputs, provider, signal } = ctx
+  const cache = ctx.cache.store
   const build = inputs.build
   if (!build) throw new Error('internal: no build inputs')
   const dockerfileName = path.relative(inputs.workspace, build.dockerfile) || 'Dockerfile'
@@ -57,22 +57,24 @@ export async function buildImage(ctx: ImageContext & { cache: CacheStore }): Pro
 
   let baseSpec
   try {
-    baseSpec = parseImage(plan.from.ref)
+    baseSpec = parseBaseImage(plan.from.ref)
   } catch (error) {
     throw new Error(`${dockerfileName}:${plan.from.line}: FROM ${plan.from.ref}: ${errorMessage(error).replace(/^Input 'image': /, '')}`)
   }
   const base = await resolveImage(ctx, baseSpec)
-  const scope = serviceScope(inputs)
-  const baseKey = fromKey({ provider: scope.provider, endpoint: scope.apiUrl, project: scope.project ?? '', baseImage: base.digest ?? base.uuid })
+  const baseKey = fromKey({ provider: inputs.provider, endpoint: inputs.apiUrl, project: inputs.project ?? '', baseImage: base.digest ?? base.uuid })
   const urlDigests = Object.fromEntries([...downloads].map(([url, download]) => [url, download.sha256]))
   const keys = stepKeys(baseKey, plan.steps, urlDigests)
   const buildDigest = buildCacheKey(baseKey, keys)
-  const cacheKeys = buildKeys(scope, dockerfileId(dockerfileName, contextName), buildDigest)
+  const scope = await ctx.cache.scope(signal)
+  const cacheKeys = scope ? buildKeys(scope, dockerfileId(dockerfileName, contextName), buildDigest) : undefined
 
-  const restored = inputs.noCache ? undefined : await cache.restore(cacheKeys.key, [cacheKeys.restorePrefix])
+  // no-cache: nothing is restored, everything runs, and the fresh map is saved as the newest entry.
+  const restored = inputs.noCache || !cacheKeys ? undefined : await cache.restore(cacheKeys.lookup, cacheKeys.restorePrefixes)
+  const exactBuild = restored !== undefined && cacheKeys !== undefined && isExactMatch(cacheKeys, restored.matchedKey)
   const known = readStepMap(restored?.data)
   const fileIds: FileIds = { remembered: readFileIds(restored?.data), used: new Map() }
-  if (restored) core.info(`Build cache: found ${Object.keys(known).length} step image(s) from ${restored.matchedKey === cacheKeys.key ? 'this exact build' : 'an earlier build of this Dockerfile'}.`)
+  if (restored) say(`Build cache: found ${Object.keys(known).length} step image(s) from ${exactBuild ? 'this exact build' : 'an earlier build of this Dockerfile'}.`)
 
   const total = plan.steps.length
   const rows: BuildSummaryStep[] = []
@@ -96,7 +98,7 @@ export async function buildImage(ctx: ImageContext & { cache: CacheStore }): Pro
     const cached = known[key]
     if (cached && !inputs.noCache) {
       if (await provider.imageExists(cached, signal)) {
-        core.info(`${title} — CACHED (image ${cached})`)
+        say(`${title} — CACHED (image ${cached})`)
         for (const pending of step.files) {
           const id = fileIds.remembered.get(pending.file.sha256)
           if (id) fileIds.used.set(pending.file.sha256, id)
@@ -106,7 +108,7 @@ export async function buildImage(ctx: ImageContext & { cache: CacheStore }): Pro
         rows.push({ index: number, instruction: step.instruction, outcome: 'cached', resultImage: cached })
         continue
       }
-      core.info(`${title}: the cached image ${cached} no longer exists on the service; running the step again.`)
+      say(`${title}: the cached image ${cached} no longer exists on the service; running the step again.`)
     }
     allCached = false
     const started = Date.now()
@@ -132,18 +134,20 @@ export async function buildImage(ctx: ImageContext & { cache: CacheStore }): Pro
 
   if (inputs.tag) {
     await provider.tagImage(current, inputs.tag, signal)
-    core.info(`Tagged image ${current} as ${inputs.tag}.`)
+    say(`Tagged image ${current} as ${inputs.tag}.`)
   }
   const cacheHit = total === 0 ? base.cacheHit : allCached
   summarize(current)
-  if (restored?.matchedKey === cacheKeys.key && allCached) {
-    core.info('Build cache: this exact build is already cached.')
-  } else if (total > 0) {
+  if (exactBuild && allCached) {
+    say('Build cache: this exact build is already cached.')
+  } else if (cacheKeys && total > 0) {
     // Only a whole successful build is saved: a failed or cancelled one throws before reaching here.
-    const saved = await cache.save(cacheKeys.key, { version: 1, steps: built, files: Object.fromEntries(fileIds.used) } satisfies StepMap)
-    if (saved) core.info(`Build cache: saved ${Object.keys(built).length} step image(s) under ${cacheKeys.key}.`)
+    // A new entry each time (keys are immutable): it replaces a stale one for every later restore.
+    const key = cacheKeys.saveKey()
+    const saved = await cache.save(key, { version: 1, steps: built, files: Object.fromEntries(fileIds.used) } satisfies StepMap)
+    if (saved) say(`Build cache: saved ${Object.keys(built).length} step image(s) under ${key}.`)
   }
-  core.info(`Built image ${current} (${cacheHit ? 'every step from cache' : `${rows.filter((r) => r.outcome === 'built').length} of ${total} step(s) built`}).`)
+  say(`Built image ${current} (${cacheHit ? 'every step from cache' : `${rows.filter((r) => r.outcome === 'built').length} of ${total} step(s) built`}).`)
   return {
     uuid: current,
     digest: `sha256:${buildDigest}`,
@@ -164,9 +168,9 @@ async function planBuild(dockerfile: string, dockerfileName: string, context: st
   const matcher = createIgnoreMatcher(await readDockerignore(context))
   const resolve = createSourceResolver(context, matcher)
   const plan = await createBuildPlan(parsed, { buildArgs, resolveSources: (sources) => resolve(sources) })
-  for (const note of plan.notes) core.info(`${dockerfileName}:${note.line}: ${note.keyword}: ${note.note}`)
+  for (const note of plan.notes) say(`${dockerfileName}:${note.line}: ${note.keyword}: ${note.note}`)
   if (plan.unusedBuildArgs.length) {
-    core.warning(`build-args not consumed by any ARG in ${dockerfileName}: ${plan.unusedBuildArgs.join(', ')}`)
+    warn(`build-args not consumed by any ARG in ${dockerfileName}: ${plan.unusedBuildArgs.join(', ')}`)
   }
   return plan
 }
@@ -178,9 +182,9 @@ async function downloadUrlFiles(plan: BuildPlan, signal: AbortSignal): Promise<M
       if (downloads.has(urlFile.url)) continue
       const download = await downloadUrl(urlFile.url, signal)
       if (urlFile.checksum && urlFile.checksum !== download.sha256) {
-        throw new Error(`ADD ${urlFile.url}: checksum mismatch (expected sha256:${urlFile.checksum}, got sha256:${download.sha256})`)
+        throw new Error(`ADD ${displayUrl(urlFile.url)}: checksum mismatch (expected sha256:${urlFile.checksum}, got sha256:${download.sha256})`)
       }
-      core.info(`Downloaded ${urlFile.url} (${download.bytes.byteLength} bytes, sha256:${download.sha256}).`)
+      say(`Downloaded ${displayUrl(urlFile.url)} (${download.bytes.byteLength} bytes, sha256:${download.sha256}).`)
       downloads.set(urlFile.url, download)
     }
   }
@@ -210,7 +214,7 @@ async function runStep(
         fileIds.used.set(pending.file.sha256, uuid)
         files[pending.path] = { uuid, mode: pending.mode, uid: pending.uid, gid: pending.gid }
       }
-      if (stored.uploaded) core.info(`${title}: uploaded ${stored.uploaded} new file(s), ${stored.uploadedBytes} bytes.`)
+      if (stored.uploaded) say(`${title}: uploaded ${stored.uploaded} new file(s), ${stored.uploadedBytes} bytes.`)
     }
     for (const urlFile of step.urlFiles) {
       const download = downloads.get(urlFile.url)
@@ -233,9 +237,10 @@ async function runStep(
         timeoutSeconds: inputs.timeoutSeconds,
         disposable: false,
         files,
+        outputLimitBytes: inputs.outputLimitBytes,
       },
       group,
-      { label, signal },
+      { label, signal, deadlineMs: inputs.deadlineSeconds * 1000 },
     )
 
   const files = await placeFiles(true)
@@ -247,7 +252,7 @@ async function runStep(
       // A remembered file id the service no longer has makes it refuse the spawn (nothing ran):
       // check every file for real and try once more.
       if (!usesRemembered || !isRejectedRequest(error)) throw error
-      core.info(`${title}: the service refused the step (${errorMessage(error)}); checking its files again.`)
+      say(`${title}: the service refused the step (${errorMessage(error)}); checking its files again.`)
       return spawn(await placeFiles(false), group)
     }
   })

@@ -53,7 +53,18 @@ export class RemoteWorkRegistry {
   async cancelAll(cancelRemote: CancelRemote): Promise<void> {
     this.cancelRemote ??= cancelRemote
     for (const work of this.live()) this.cancellations.push(this.cancelOne(work, cancelRemote))
-    await Promise.allSettled(this.cancellations)
+    await this.cancellationsSettled()
+  }
+
+  /**
+   * Resolves once every cancellation requested so far has settled, including those of work that was
+   * registered after the signal (a create whose answer arrived during the cancel).
+   */
+  async cancellationsSettled(): Promise<void> {
+    for (let seen = -1; seen !== this.cancellations.length; ) {
+      seen = this.cancellations.length
+      await Promise.allSettled(this.cancellations)
+    }
   }
 
   private async cancelOne(work: RemoteWork, cancelRemote: CancelRemote): Promise<void> {
@@ -87,7 +98,10 @@ export interface CancellationOptions {
 export interface Cancellation {
   /** The signal that arrived, if any. */
   readonly signal: NodeJS.Signals | undefined
-  /** Settles when the remote cancellation requests are done (immediately if no signal came). */
+  /**
+   * Settles when the remote cancellation requests are done, also those of work registered after the
+   * signal (immediately if no signal came).
+   */
   settled(): Promise<void>
   dispose(): void
 }
@@ -117,7 +131,10 @@ export function installCancellation(options: CancellationOptions): Cancellation 
     get signal() {
       return received
     },
-    settled: () => cancelling,
+    settled: async () => {
+      await cancelling
+      await options.registry.cancellationsSettled()
+    },
     dispose: () => {
       process.off('SIGINT', onSignal)
       process.off('SIGTERM', onSignal)

@@ -36,5 +36,19 @@ export async function downloadUrl(url: string, signal?: AbortSignal): Promise<Do
     const bytes = Buffer.concat(chunks)
     return { bytes, sha256: createHash('sha256').update(bytes).digest('hex') }
   }
-  throw new Error(`${url} redirected more than ${MAX_REDIRECTS} times`)
+  throw new Error(`${displayUrl(url)} redirected more than ${MAX_REDIRECTS} times`)
 }
+
+/**
+ * A URL as it may be printed: without its query string and fragment, which often carry credentials
+ * (signed URLs, `?token=`), and without userinfo.
+ */
+export function displayUrl(url: string): string {
+  try {
+    const parsed = new URL(url)
+    return `${parsed.protocol}//${parsed.host}${parsed.pathname}${parsed.search || parsed.hash ? '?…' : ''}`
+  } catch {
+    return url.replace(/[?#].*$/, '?…')
+  }
+}
+

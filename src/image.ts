@@ -5,11 +5,12 @@
  */
 import * as core from '@actions/core'
 import { ActionsCacheStore, NO_CACHE, type CacheStore } from './cache/actions-cache-store.ts'
-import { importKey, type ServiceScope } from './cache/keys.ts'
+import { importKeys, type ServiceScope } from './cache/keys.ts'
 import { errorMessage } from './errors.ts'
-import type { ImageSpec, Inputs } from './inputs.ts'
+import type { ImageSpec, Inputs, RegistryCredentials } from './inputs.ts'
 import { inLogGroup } from './operation-group.ts'
 import { judge } from './outcome.ts'
+import { say } from './output/say.ts'
 import { reportFailure, type RemoteLog } from './output/remote-log.ts'
 import type { OperationOutcome, Provider } from './providers/types.ts'
 import { parseReference, toContreeImportUrl, type ImageReference } from './registry/reference.ts'
@@ -28,40 +29,76 @@ export interface PreparedImage {
   runDefaults?: { cwd: string; env: Record<string, string>; user?: string }
 }
 
+/** One operation for the run summary, with what its words need. */
+export interface ReportedOperation {
+  label: string
+  outcome: OperationOutcome
+  /** A command ran (run, build step): a missing exit code means it was killed. Imports have none. */
+  expectsExitCode: boolean
+}
+
 export interface ImageContext {
   inputs: Inputs
   provider: Provider
   log: RemoteLog
   signal: AbortSignal
-  report: { buildSummary?: string; operations: { label: string; outcome: OperationOutcome }[] }
-  cache?: CacheStore
+  report: { buildSummary?: string; operations: ReportedOperation[] }
+  cache: ImageCache
   registryTransport?: RegistryTransport
 }
 
-export function serviceScope(inputs: Inputs): ServiceScope {
-  return { provider: inputs.provider, apiUrl: inputs.apiUrl, ...(inputs.project ? { project: inputs.project } : {}) }
-}
+/**
+ * The Actions cache as this run may use it: the store, and the scope entries are keyed by. The scope
+ * names the account behind the token, which costs one request, made only when the cache is first used;
+ * if the account cannot be told, nothing is cached (two accounts must never share image ids).
+ */
+export class ImageCache {
+  readonly store: CacheStore
+  private scopePromise: Promise<ServiceScope | undefined> | undefined
+  private readonly inputs: Inputs
+  private readonly provider: Provider
 
-export function cacheFor(inputs: Inputs): CacheStore {
-  return inputs.cache ? new ActionsCacheStore() : NO_CACHE
+  constructor(inputs: Inputs, provider: Provider, store?: CacheStore) {
+    this.inputs = inputs
+    this.provider = provider
+    this.store = store ?? (inputs.cache ? new ActionsCacheStore() : NO_CACHE)
+  }
+
+  /** The scope cache keys use, or undefined when nothing may be cached in this run. */
+  scope(signal: AbortSignal): Promise<ServiceScope | undefined> {
+    if (this.store === NO_CACHE) return Promise.resolve(undefined)
+    this.scopePromise ??= this.provider.accountId(signal).then(
+      (account): ServiceScope => ({
+        provider: this.inputs.provider,
+        apiUrl: this.inputs.apiUrl,
+        ...(this.inputs.project ? { project: this.inputs.project } : {}),
+        account,
+      }),
+      (error: unknown): undefined => {
+        if (signal.aborted) throw error
+        core.warning(`Image UUIDs are not cached in this run: the account behind the token could not be identified (${errorMessage(error)}).`)
+        return undefined
+      },
+    )
+    return this.scopePromise
+  }
 }
 
 export async function prepareImage(ctx: ImageContext): Promise<PreparedImage> {
   const { inputs } = ctx
-  const cache = ctx.cache ?? cacheFor(inputs)
-  if (inputs.build) return buildImage({ ...ctx, cache })
+  if (inputs.build) return buildImage(ctx)
   if (!inputs.image) throw new Error('internal: no image to prepare')
-  const image = await resolveImage({ ...ctx, cache }, inputs.image, inputs.tag)
+  const image = await resolveImage(ctx, inputs.image, inputs.tag)
   if (inputs.tag && image.tag !== inputs.tag) {
     await ctx.provider.tagImage(image.uuid, inputs.tag, ctx.signal)
-    core.info(`Tagged image ${image.uuid} as ${inputs.tag}.`)
+    say(`Tagged image ${image.uuid} as ${inputs.tag}.`)
     image.tag = inputs.tag
   }
   return image
 }
 
 /** Resolves an image spec (also a Dockerfile's FROM) to an existing image, importing when needed. */
-export async function resolveImage(ctx: ImageContext & { cache: CacheStore }, spec: ImageSpec, importTag?: string): Promise<PreparedImage> {
+export async function resolveImage(ctx: ImageContext, spec: ImageSpec, importTag?: string): Promise<PreparedImage> {
   const { provider, inputs, signal } = ctx
   switch (spec.kind) {
     case 'uuid': {
@@ -71,14 +108,21 @@ export async function resolveImage(ctx: ImageContext & { cache: CacheStore }, sp
     }
     case 'tag': {
       const uuid = await provider.findImage({ tag: spec.tag }, signal)
-      if (!uuid) throw new Error(`No image is tagged "${spec.tag}" on ${inputs.apiUrl}.`)
-      core.info(`Image tag:${spec.tag} is ${uuid}.`)
+      if (!uuid) {
+        throw new Error(
+          `No image is tagged "${spec.tag}" on ${inputs.apiUrl}. A name without a registry is looked up as a ConTree tag only; ` +
+            `to import it from a registry, name the registry (e.g. docker.io/library/${spec.tag.replace(/^library\//, '')}, or docker://${spec.tag}).`,
+        )
+      }
+      say(`Image tag:${spec.tag} is ${uuid}.`)
       return { uuid, cacheHit: false, tag: spec.tag }
     }
+    case 'registry':
+      return importImage(ctx, parseReference(spec.reference), importTag)
     case 'name': {
       const tagged = await provider.findImage({ tag: spec.name }, signal)
       if (tagged) {
-        core.info(`Image "${spec.name}" is the ConTree image ${tagged} (exact tag match); not importing.`)
+        say(`Image "${spec.name}" is the ConTree image ${tagged} (exact tag match); not importing.`)
         return { uuid: tagged, cacheHit: false, tag: spec.name }
       }
       return importImage(ctx, parseReference(spec.name), importTag)
@@ -86,9 +130,19 @@ export async function resolveImage(ctx: ImageContext & { cache: CacheStore }, sp
   }
 }
 
-async function importImage(ctx: ImageContext & { cache: CacheStore }, ref: ImageReference, tag?: string): Promise<PreparedImage> {
-  const { inputs, provider, signal, cache } = ctx
-  const credentials = inputs.registryCredentials
+/** The credentials for this reference's registry, if the inputs give any for exactly that host. */
+function credentialsFor(ref: ImageReference, credentials: RegistryCredentials | undefined): { username: string; password: string } | undefined {
+  if (!credentials) return undefined
+  if (credentials.host !== ref.registry) {
+    say(`Registry credentials are for ${credentials.host}, not ${ref.registry}: ${ref.original} is pulled without them.`)
+    return undefined
+  }
+  return { username: credentials.username, password: credentials.password }
+}
+
+async function importImage(ctx: ImageContext, ref: ImageReference, tag?: string): Promise<PreparedImage> {
+  const { inputs, provider, signal } = ctx
+  const credentials = credentialsFor(ref, inputs.registryCredentials)
   let digest: string | undefined
   try {
     digest = await resolveManifestDigest(ref, {
@@ -96,42 +150,45 @@ async function importImage(ctx: ImageContext & { cache: CacheStore }, ref: Image
       ...(credentials ? { username: credentials.username, password: credentials.password } : {}),
       signal,
     })
-    core.info(`${ref.original} resolves to ${digest}.`)
+    say(`${ref.original} resolves to ${digest}.`)
   } catch (error) {
     if (signal.aborted) throw error
     core.warning(`Could not resolve ${ref.original} to a digest, so it is imported without caching: ${errorMessage(error)}`)
   }
 
-  const key = digest ? importKey(serviceScope(inputs), digest) : undefined
-  if (key && !inputs.noCache) {
-    const hit = await cache.restore(key, [])
+  const scope = digest ? await ctx.cache.scope(signal) : undefined
+  const keys = scope && digest ? importKeys(scope, digest) : undefined
+  if (keys && !inputs.noCache) {
+    const hit = await ctx.cache.store.restore(keys.lookup, keys.restorePrefixes)
     const cached = readImportEntry(hit?.data)
     if (cached) {
+      // A cached id is used only once the service confirms the image still exists.
       if (await provider.imageExists(cached, signal)) {
-        core.info(`Import of ${ref.original} served from cache: image ${cached} (${digest}).`)
+        say(`Import of ${ref.original} served from cache: image ${cached} (${digest}).`)
         // Not tagged here: the caller tags it when a tag was asked for.
         return { uuid: cached, digest: digest as string, cacheHit: true }
       }
-      core.info(`Cached image ${cached} for ${ref.original} no longer exists on the service; importing again.`)
+      say(`Cached image ${cached} for ${ref.original} no longer exists on the service; importing again (the cache entry is replaced).`)
     }
   }
 
   const pinned = digest ? { ...ref, digest } : ref
-  const { outcome, group } = await inLogGroup(ctx.log, `Import ${ref.original}`, `import ${ref.original}`, {}, (group) =>
+  const label = `import ${ref.original}`
+  const { outcome, group } = await inLogGroup(ctx.log, `Import ${ref.original}`, label, {}, (group) =>
     provider.importImage(
       { reference: toContreeImportUrl(pinned), ...(credentials ? { credentials } : {}), ...(tag ? { tag } : {}) },
       group,
-      { label: `import ${ref.original}`, signal },
+      { label, signal, deadlineMs: inputs.deadlineSeconds * 1000 },
     ),
   )
-  ctx.report.operations.push({ label: `import ${ref.original}`, outcome })
+  ctx.report.operations.push({ label, outcome, expectsExitCode: false })
   const verdict = judge(outcome, `The import of ${ref.original}`)
   if (!verdict.ok || !outcome.resultImage) {
     const message = verdict.ok ? `The import of ${ref.original} produced no image (operation ${outcome.operationId})` : verdict.message
     reportFailure(group.tail(), message)
     throw new Error(message)
   }
-  if (key) await cache.save(key, { version: 1, imageUuid: outcome.resultImage, digest, reference: ref.original })
+  if (keys) await ctx.cache.store.save(keys.saveKey(), { version: 1, imageUuid: outcome.resultImage, digest, reference: ref.original })
   return { uuid: outcome.resultImage, ...(digest ? { digest } : {}), cacheHit: false, ...(tag ? { tag } : {}) }
 }
 

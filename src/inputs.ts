@@ -6,7 +6,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import * as core from '@actions/core'
 import { errorMessage, InputError } from './errors.ts'
-import { InvalidReferenceError, parseReference } from './registry/reference.ts'
+import { InvalidReferenceError, namesRegistry, parseReference, parseRegistryHost } from './registry/reference.ts'
 
 export const DEFAULT_CONTREE_URL = 'https://api.tokenfactory.nebius.com/sandboxes'
 
@@ -25,18 +25,24 @@ export const INPUT_DEFAULTS = {
   'upload-to': '/workspace',
   'fail-on-exit-code': 'true',
   summary: 'true',
+  'output-limit': '16MiB',
 } as const
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 const ENV_KEY_RE = /^[A-Za-z_][A-Za-z0-9_]*$/
 const MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
+/** Queue time allowed on top of `timeout` when no `deadline` is given. */
+const DEFAULT_QUEUE_ALLOWANCE_SECONDS = 15 * 60
+const MAX_OUTPUT_LIMIT_BYTES = 1024 ** 3
 
 /** How the user named an image; resolution against the service happens later. */
 export type ImageSpec =
   | { kind: 'uuid'; uuid: string }
-  /** `tag:NAME`: a ConTree tag, never imported. */
+  /** `tag:NAME`, or a bare name in the `image` input: a ConTree tag, never imported. */
   | { kind: 'tag'; tag: string }
-  /** A bare name: a ConTree tag when one exists, else a registry reference to import. */
+  /** A reference that names its registry (`docker.io/library/python:3.12`, `docker://…`): imported. */
+  | { kind: 'registry'; reference: string }
+  /** A Dockerfile's bare `FROM python:3.12`: a ConTree tag when one exists, else Docker Hub, as `docker build` reads it. */
   | { kind: 'name'; name: string }
 
 export interface BuildInputs {
@@ -67,6 +73,14 @@ export interface UploadInputs {
   to: string
 }
 
+/** Credentials for one registry host; they are never sent anywhere else. */
+export interface RegistryCredentials {
+  /** Host as references spell it, e.g. `ghcr.io`, `docker.io`, `localhost:5000`. */
+  host: string
+  username: string
+  password: string
+}
+
 export interface Inputs {
   provider: 'contree'
   /** Base URL without a trailing slash. */
@@ -74,7 +88,7 @@ export interface Inputs {
   token: string
   project?: string
   image?: ImageSpec
-  registryCredentials?: { username: string; password: string }
+  registryCredentials?: RegistryCredentials
   build?: BuildInputs
   tag?: string
   noCache: boolean
@@ -85,6 +99,10 @@ export interface Inputs {
   summary: boolean
   /** Limit for each remote command: the run and every build step. */
   timeoutSeconds: number
+  /** Limit for each remote operation from its creation, queue time included. */
+  deadlineSeconds: number
+  /** Bytes of stdout and of stderr the service keeps per operation (`truncate_output_at`). */
+  outputLimitBytes: number
   workspace: string
 }
 
@@ -155,6 +173,11 @@ export function parseTimeout(value: string): number {
   return seconds
 }
 
+/**
+ * The `image` input. A bare name is a ConTree tag only: importing from a registry needs the registry
+ * named (`docker.io/library/python:3.12`, `ghcr.io/org/app:1`, or `docker://python:3.12` for Docker
+ * Hub), so that a typo or a missing tag can never silently pull something from Docker Hub.
+ */
 export function parseImage(value: string): ImageSpec {
   if (UUID_RE.test(value)) return { kind: 'uuid', uuid: value.toLowerCase() }
   if (value.startsWith('tag:')) {
@@ -162,17 +185,44 @@ export function parseImage(value: string): ImageSpec {
     if (tag === '' || /\s/.test(tag)) throw new InputError('image', `"${value}" names no tag; expected tag:NAME`)
     return { kind: 'tag', tag }
   }
-  const name = value.replace(/^docker:\/\//, '')
+  if (namesRegistry(value)) return { kind: 'registry', reference: checkedReference(value) }
+  if (/\s/.test(value)) throw new InputError('image', `"${value}" is not an image UUID, a ConTree tag or a registry reference (it contains whitespace)`)
+  return { kind: 'tag', tag: value }
+}
+
+/**
+ * A Dockerfile's FROM, read as `docker build` reads it: a bare `python:3.12` is Docker Hub's (unless a
+ * ConTree image carries exactly that tag); `tag:NAME` and image UUIDs are ConTree's own.
+ */
+export function parseBaseImage(value: string): ImageSpec {
+  if (UUID_RE.test(value) || value.startsWith('tag:')) return parseImage(value)
+  const reference = checkedReference(value)
+  return namesRegistry(value) ? { kind: 'registry', reference } : { kind: 'name', name: reference }
+}
+
+function checkedReference(value: string): string {
+  const reference = value.replace(/^docker:\/\//, '')
   try {
-    parseReference(name)
+    parseReference(reference)
   } catch (error) {
     const reason = error instanceof InvalidReferenceError ? error.message.replace(/^[^:]*: /, '') : errorMessage(error)
     throw new InputError(
       'image',
-      `"${value}" is not an image UUID, tag:NAME, or a registry reference like python:3.12-slim or ghcr.io/org/app@sha256:<digest> (${reason})`,
+      `"${value}" is not an image UUID, tag:NAME, a ConTree tag, or a registry reference like docker.io/library/python:3.12-slim or ghcr.io/org/app@sha256:<digest> (${reason})`,
     )
   }
-  return { kind: 'name', name }
+  return value.startsWith('docker://') && !namesRegistry(reference) ? `docker.io/${reference}` : reference
+}
+
+/** `output-limit`: bytes with an optional binary unit (`512KiB`, `16MiB`, `1GiB`; K/M/G accepted too). */
+export function parseByteSize(name: InputName, value: string): number {
+  const match = /^\s*(\d+)\s*(|B|K|KB|KiB|M|MB|MiB|G|GB|GiB)\s*$/i.exec(value)
+  const unit = match?.[2]?.toLowerCase().charAt(0) ?? ''
+  const bytes = match ? Number(match[1]) * (unit === 'k' ? 1024 : unit === 'm' ? 1024 ** 2 : unit === 'g' ? 1024 ** 3 : 1) : NaN
+  if (!Number.isSafeInteger(bytes) || bytes < 1024 || bytes > MAX_OUTPUT_LIMIT_BYTES) {
+    throw new InputError(name, `"${value}" is not a size from 1KiB to 1GiB (e.g. 512KiB, 16MiB)`)
+  }
+  return bytes
 }
 
 function isInside(root: string, target: string): boolean {
@@ -243,7 +293,22 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
   if (registryPassword && !registryUsername) {
     throw new InputError('registry-username', 'is required when registry-password is set')
   }
-  const registryCredentials = registryUsername ? { username: registryUsername, password: registryPassword } : undefined
+  const registryHost = core.getInput('registry')
+  let registryCredentials: RegistryCredentials | undefined
+  if (registryUsername) {
+    if (!registryHost) {
+      throw new InputError('registry', 'is required with registry-username: name the registry host the credentials belong to (e.g. ghcr.io); they are sent nowhere else')
+    }
+    let host: string
+    try {
+      host = parseRegistryHost(registryHost)
+    } catch {
+      throw new InputError('registry', `"${registryHost}" is not a registry host; expected e.g. ghcr.io, docker.io or localhost:5000`)
+    }
+    registryCredentials = { host, username: registryUsername, password: registryPassword }
+  } else if (registryHost) {
+    throw new InputError('registry', 'is set but registry-username is not; set both to import from a private registry')
+  }
 
   const dockerfileValue = core.getInput('dockerfile')
   let build: BuildInputs | undefined
@@ -265,6 +330,9 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
   const env_ = parseKeyValueLines('env', core.getInput('env'), false)
   const cwdValue = core.getInput('cwd')
   const timeoutSeconds = parseTimeout(raw('timeout'))
+  const deadlineValue = core.getInput('deadline')
+  const deadlineSeconds = deadlineValue ? parseDeadline(deadlineValue, timeoutSeconds) : timeoutSeconds + DEFAULT_QUEUE_ALLOWANCE_SECONDS
+  const outputLimitBytes = parseByteSize('output-limit', raw('output-limit'))
   const disposable = parseBoolean('disposable')
   const uploadTo = absoluteSandboxPath('upload-to', raw('upload-to'))
   const uploadList = splitList(core.getInput('upload'))
@@ -288,7 +356,7 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
     }
   } else if (!build && !image) {
     throw new InputError('run', 'is empty and neither dockerfile nor image is set: there is nothing to do')
-  } else if (!build && image && image.kind !== 'name') {
+  } else if (!build && image && image.kind !== 'registry') {
     throw new InputError('run', `is empty: image "${imageValue}" already exists, so there is nothing to do (set run, or dockerfile to build)`)
   }
 
@@ -308,6 +376,22 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
     failOnExitCode: parseBoolean('fail-on-exit-code'),
     summary: parseBoolean('summary'),
     timeoutSeconds,
+    deadlineSeconds,
+    outputLimitBytes,
     workspace,
   }
+}
+
+function parseDeadline(value: string, timeoutSeconds: number): number {
+  if (!/^\d+$/.test(value.trim())) {
+    throw new InputError('deadline', `"${value}" is not a whole number of seconds`)
+  }
+  const seconds = Number(value.trim())
+  if (seconds < 1 || seconds > MAX_TIMEOUT_SECONDS) {
+    throw new InputError('deadline', `${seconds} is out of range (expected 1 to ${MAX_TIMEOUT_SECONDS} seconds)`)
+  }
+  if (seconds < timeoutSeconds) {
+    core.info(`deadline (${seconds} s) is shorter than timeout (${timeoutSeconds} s): operations are cut off at the deadline.`)
+  }
+  return seconds
 }

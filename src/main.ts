@@ -1,21 +1,24 @@
 /**
  * The main step: validate inputs, prepare the image (resolve, import or build), place the uploaded
- * files, run the command with its output streamed live, then report. Outputs and the summary are
- * written before anything else happens after a failure; the first error is the one the step reports.
+ * files, run the command with its output streamed live, then report. After a failure, what is known
+ * (outputs, the summary row) is written first, then remote work still running is cancelled, and only
+ * then the step fails; the first error is the one the step reports.
  */
 import * as core from '@actions/core'
 import { installCancellation, RemoteWorkRegistry } from './cancel.ts'
 import { buildRunSpec, DEFAULT_SHELL, type RunSpec } from './build/run-command.ts'
 import { errorMessage } from './errors.ts'
 import { exitAfterFlush } from './exit.ts'
-import { prepareImage, type PreparedImage } from './image.ts'
+import { ImageCache, prepareImage, type PreparedImage, type ReportedOperation } from './image.ts'
 import { getInputs, type Inputs } from './inputs.ts'
 import { inLogGroup } from './operation-group.ts'
 import { judge } from './outcome.ts'
+import { deferDebug, flushDebug } from './output/deferred-debug.ts'
 import { RemoteLog, reportFailure } from './output/remote-log.ts'
+import { say } from './output/say.ts'
 import { renderRunSummary, writeSummary } from './output/summary.ts'
 import { ContreeProvider } from './providers/contree/provider.ts'
-import { toSandboxFiles, type OperationOutcome, type Provider } from './providers/types.ts'
+import { isTerminal, OperationInterruptedError, toSandboxFiles, type OperationOutcome, type Provider } from './providers/types.ts'
 import { markMainStarted, saveRemoteWork, type RemoteWork } from './state.ts'
 import { StreamTally } from './stream-tally.ts'
 import { collectUploads } from './upload.ts'
@@ -23,6 +26,11 @@ import { USER_AGENT } from './version.ts'
 
 /** DELETE budget per operation inside the runner's 7.5 s SIGINT grace. */
 const CANCEL_TIMEOUT_MS = 3000
+/**
+ * Tuning knob (not an input): silence on an event stream before it counts as dead and is resumed.
+ * The service sends keepalives, so the default is generous; tests and odd proxies may lower it.
+ */
+const EVENTS_IDLE_TIMEOUT_ENV = 'SANDBOX_ACTION_EVENTS_IDLE_TIMEOUT_MS'
 
 export interface MainDeps {
   exit: (code: number) => void
@@ -40,40 +48,50 @@ export async function run(deps: MainDeps = { exit: (code) => void exitAfterFlush
 
   const controller = new AbortController()
   const registry = new RemoteWorkRegistry(saveRemoteWork)
+  const idleTimeout = Number(process.env[EVENTS_IDLE_TIMEOUT_ENV])
   const provider = new ContreeProvider({
     apiUrl: inputs.apiUrl,
     token: inputs.token,
     ...(inputs.project ? { project: inputs.project } : {}),
     userAgent: USER_AGENT,
     registry,
+    // The follower talks while a stop-commands window is open; its lines are printed once it closes.
+    debug: deferDebug,
+    ...(Number.isFinite(idleTimeout) && idleTimeout > 0 ? { eventsIdleTimeoutMs: idleTimeout } : {}),
   })
-  const cancellation = installCancellation({
-    registry,
-    cancelRemote: (work) => provider.cancel(work.operationId, CANCEL_TIMEOUT_MS),
-    controller,
-    exit: deps.exit,
-  })
+  const cancelRemote = (work: RemoteWork): Promise<string> => provider.cancel(work.operationId, CANCEL_TIMEOUT_MS)
+  const cancellation = installCancellation({ registry, cancelRemote, controller, exit: deps.exit })
   const log = new RemoteLog()
   const report: RunReport = { operations: [] }
 
   let failure: { error: unknown } | undefined
   try {
-    const image = await prepareImage({ inputs, provider, log, signal: controller.signal, report })
+    const image = await prepareImage({ inputs, provider, log, signal: controller.signal, report, cache: new ImageCache(inputs, provider) })
     report.image = image
     setImageOutputs(image)
     if (inputs.run) await runCommand(inputs, provider, image, log, controller.signal, report)
   } catch (error) {
     failure = { error }
   }
+  flushDebug()
   // A signal that arrived after the work finished still means the job was cancelled: never report success.
   if (cancellation.signal) {
     await cancellation.settled()
     recordCancelled(registry.all(), report)
     core.setFailed(`The job was cancelled (${cancellation.signal}); remote work still running was cancelled.`)
+    if (inputs.summary) await tryWriteSummary(inputs, report)
   } else if (failure) {
+    // Failure persistence: what is known is written before any cleanup can go wrong or hang.
+    recordInterrupted(failure.error, report)
+    if (inputs.summary) await tryWriteSummary(inputs, report)
+    if (registry.live().length > 0) {
+      say(`Cancelling ${registry.live().length} remote operation(s) the failed step left running.`)
+      await registry.cancelAll(cancelRemote)
+    }
     core.setFailed(errorMessage(failure.error))
+  } else if (inputs.summary) {
+    await tryWriteSummary(inputs, report)
   }
-  if (inputs.summary) await tryWriteSummary(inputs, report)
   cancellation.dispose()
 }
 
@@ -84,24 +102,30 @@ function recordCancelled(work: readonly RemoteWork[], report: RunReport): void {
   if (run) core.setOutput('operation-uuid', run.operationId)
   for (const item of work) {
     if (report.operations.some(({ outcome }) => outcome.operationId === item.operationId)) continue
-    report.operations.push({
-      label: item.label,
-      outcome: {
-        operationId: item.operationId,
-        status: 'CANCELLED',
-        exitCode: null,
-        timedOut: false,
-        error: 'cancelled with the job',
-        resultImage: null,
-        durationMs: 0,
-      },
-    })
+    report.operations.push({ label: item.label, outcome: unfinished(item.operationId, 'CANCELLED', 'the job was cancelled'), expectsExitCode: false })
   }
+}
+
+/**
+ * Outputs and the summary row of an operation the action lost track of (a stream it could not read,
+ * its deadline, a bug): it is about to be cancelled unless it already ended.
+ */
+function recordInterrupted(error: unknown, report: RunReport): void {
+  if (!(error instanceof OperationInterruptedError)) return
+  const status = error.lastStatus !== null && isTerminal(error.lastStatus) ? error.lastStatus : 'CANCELLED'
+  core.setOutput('operation-uuid', error.operationId)
+  core.setOutput('status', status)
+  const reason = error.message.startsWith(`${error.label}: `) ? error.message.slice(error.label.length + 2) : error.message
+  report.operations.push({ label: error.label, outcome: unfinished(error.operationId, status, reason), expectsExitCode: false })
+}
+
+function unfinished(operationId: string, status: OperationOutcome['status'], error: string): OperationOutcome {
+  return { operationId, status, exitCode: null, timedOut: false, error, resultImage: null, durationMs: 0 }
 }
 
 export interface RunReport {
   image?: PreparedImage
-  operations: { label: string; outcome: OperationOutcome }[]
+  operations: ReportedOperation[]
   buildSummary?: string
 }
 
@@ -167,13 +191,14 @@ async function runCommand(
         timeoutSeconds: run.timeoutSeconds,
         disposable: run.disposable,
         files,
+        outputLimitBytes: inputs.outputLimitBytes,
       },
       tally ?? group,
-      { label: 'run', signal },
+      { label: 'run', signal, deadlineMs: inputs.deadlineSeconds * 1000 },
     )
   })
   if (tally) core.debug(`Remote output of operation ${outcome.operationId}: ${tally.describe()}`)
-  report.operations.push({ label: 'run', outcome })
+  report.operations.push({ label: 'run', outcome, expectsExitCode: true })
   // Failure persistence: outputs first, so a later step sees them whatever happens next.
   setRunOutputs(outcome)
 
@@ -201,8 +226,9 @@ async function tryWriteSummary(inputs: Inputs, report: RunReport): Promise<void>
       parts.push(
         renderRunSummary({
           title: 'Remote sandbox operations',
-          provider: `${inputs.provider} (${inputs.apiUrl})`,
-          operations: report.operations.map(({ label, outcome }) => ({
+          provider: inputs.provider,
+          endpoint: inputs.apiUrl,
+          operations: report.operations.map(({ label, outcome, expectsExitCode }) => ({
             label,
             operationId: outcome.operationId,
             status: outcome.status,
@@ -210,6 +236,8 @@ async function tryWriteSummary(inputs: Inputs, report: RunReport): Promise<void>
             durationMs: outcome.durationMs,
             resultImage: outcome.resultImage,
             timedOut: outcome.timedOut,
+            expectsExitCode,
+            ...(expectsExitCode ? { timeoutSeconds: inputs.timeoutSeconds } : {}),
             ...(outcome.error ? { error: outcome.error } : {}),
           })),
         }),

@@ -4,6 +4,8 @@
  * (an open group would swallow the workflow commands that report the failure).
  */
 import { errorMessage } from './errors.ts'
+import { flushDebug } from './output/deferred-debug.ts'
+import { warn } from './output/say.ts'
 import { statusLine, type JudgeOptions } from './outcome.ts'
 import { formatDuration } from './output/format.ts'
 import type { RemoteLog, RemoteLogGroup } from './output/remote-log.ts'
@@ -23,8 +25,12 @@ export async function inLogGroup(
     outcome = await operate(group)
   } catch (error) {
     group.end(`✗ ${what}: ${errorMessage(error)}`)
+    flushDebug()
     throw error
   }
   group.end(statusLine(outcome, what, formatDuration(outcome.durationMs), judging))
+  flushDebug()
+  // Shown in the group where they happened, and raised once the window is closed so they are seen.
+  for (const notice of outcome.notices ?? []) warn(`${what}: ${notice}`)
   return { outcome, group }
 }

@@ -27,6 +27,10 @@ export class StreamTally implements OutputSink {
     return this.inner.ready?.()
   }
 
+  note(text: string): void {
+    this.inner.note?.(text)
+  }
+
   /** e.g. "stdout: 12 bytes, sha256 …; stderr: 0 bytes, sha256 …" */
   describe(): string {
     return (['stdout', 'stderr'] as const)

@@ -1,10 +1,15 @@
 /**
  * Cache keys. Everything that determines a result is in its key: the service (provider, endpoint,
- * project) and the content digest. Keys are hex only (no commas, well under 512 characters).
+ * project, and the account behind the token) and the content digest. Keys are hex only (no commas,
+ * well under 512 characters).
+ *
+ * Entries are immutable in the Actions cache, so a result is never saved under its bare key: each save
+ * gets a unique suffix and restores look up the bare key's prefix, which finds the newest entry. An
+ * entry whose image was deleted on the service is therefore replaced by simply saving a fresh one.
  */
-import { createHash } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 
-const PREFIX = 'remote-sandbox-v1'
+const PREFIX = 'remote-sandbox-v2'
 
 function digest(parts: readonly string[]): string {
   const hash = createHash('sha256')
@@ -16,21 +21,49 @@ export interface ServiceScope {
   provider: string
   apiUrl: string
   project?: string
+  /**
+   * Who the token acts for, as the service names it (ConTree: the whoami token id). Never the token
+   * or anything derived from it: two accounts on one endpoint must not share image ids.
+   */
+  account: string
 }
 
-/** Short id of the service an image lives on: the same digest on another endpoint is another image. */
+/** Short id of the service and account an image lives on: the same digest elsewhere is another image. */
 export function scopeId(scope: ServiceScope): string {
-  return digest([scope.provider, scope.apiUrl, scope.project ?? '']).slice(0, 16)
+  return digest([scope.provider, scope.apiUrl, scope.project ?? '', scope.account]).slice(0, 16)
 }
 
-export function importKey(scope: ServiceScope, manifestDigest: string): string {
-  return `${PREFIX}-import-${scopeId(scope)}-${manifestDigest.replace(/^sha256:/, '')}`
+/** Where a cached result is looked up (newest entry under `restorePrefix`) and saved (`saveKey()`). */
+export interface CacheKeys {
+  /** Never saved itself; restores that name it find nothing exactly and fall back to the prefixes. */
+  lookup: string
+  /** Newest first: this exact result, then (for builds) the latest build of the same Dockerfile. */
+  restorePrefixes: string[]
+  /** A fresh, unique key for saving this result. */
+  saveKey(): string
 }
 
-/** Keys of one Dockerfile's builds: the exact key for this build, and the prefix finding its latest build. */
-export function buildKeys(scope: ServiceScope, dockerfileId: string, buildDigest: string): { key: string; restorePrefix: string } {
-  const restorePrefix = `${PREFIX}-build-${scopeId(scope)}-${dockerfileId}-`
-  return { key: `${restorePrefix}${buildDigest}`, restorePrefix }
+function keysUnder(base: string, ...broader: string[]): CacheKeys {
+  return {
+    lookup: base,
+    restorePrefixes: [`${base}-`, ...broader],
+    saveKey: () => `${base}-${Date.now().toString(36)}${randomBytes(4).toString('hex')}`,
+  }
+}
+
+export function importKeys(scope: ServiceScope, manifestDigest: string): CacheKeys {
+  return keysUnder(`${PREFIX}-import-${scopeId(scope)}-${manifestDigest.replace(/^sha256:/, '')}`)
+}
+
+/** Keys of one Dockerfile's builds: this build exactly, else the latest build of the same Dockerfile. */
+export function buildKeys(scope: ServiceScope, dockerfileId: string, buildDigest: string): CacheKeys {
+  const dockerfilePrefix = `${PREFIX}-build-${scopeId(scope)}-${dockerfileId}-`
+  return keysUnder(`${dockerfilePrefix}${buildDigest}`, dockerfilePrefix)
+}
+
+/** True when a restored entry is this exact result (not merely the latest build of the same Dockerfile). */
+export function isExactMatch(keys: CacheKeys, matchedKey: string): boolean {
+  return matchedKey.startsWith(keys.restorePrefixes[0] as string)
 }
 
 /** Identifies "the same Dockerfile" across edits: where it is and what context it builds. */

@@ -42,6 +42,12 @@ export interface HttpRequest {
   idleTimeoutMs?: number
   /** false: a single attempt; a policy: replaces the client's own for this request (e.g. a short cancel). */
   retry?: false | RetryPolicy
+  /**
+   * Once aborted, no further attempt starts, but an attempt in flight is not cut off. For creates: a
+   * POST aborted mid-flight may still have reached the service, while a replay after the job was
+   * cancelled would start work nobody asked for.
+   */
+  stopRetrying?: AbortSignal
 }
 
 export interface HttpResponse {
@@ -122,8 +128,15 @@ export class HttpClient {
         policy === false || (req.stream === true && failure instanceof HttpError)
           ? ({ retry: false } as const)
           : policy.decide(method, failure instanceof HttpError ? { status: failure.status, retryAfterMs: failure.retryAfterMs } : { error: failure }, attempt)
-      if (!decision.retry) throw failure
-      await this.sleep(decision.delayMs, req.signal)
+      if (!decision.retry || req.stopRetrying?.aborted) throw failure
+      try {
+        await this.sleep(decision.delayMs, req.signal ?? req.stopRetrying)
+      } catch (error) {
+        // Stopped while waiting to retry: the last failure is what happened to the request.
+        if (!req.signal?.aborted && req.stopRetrying?.aborted) throw failure
+        throw error
+      }
+      if (req.stopRetrying?.aborted) throw failure
     }
   }
 

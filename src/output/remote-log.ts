@@ -211,6 +211,17 @@ export class RemoteLogGroup implements OutputSink {
   }
 
   /**
+   * Prints one line of the action's own among the remote output (e.g. that the service truncated it).
+   * It is sanitised like remote text, since it may quote remote values, and goes on a line of its own.
+   */
+  note(text: string): void {
+    if (this.#ended) return
+    const out: string[] = []
+    pushPieces(splitByBytes(this.#sanitize(text.replace(/[\r\n]+/g, ' ')), this.#budget), false, out, this.#keep)
+    this.#write(out.join(''))
+  }
+
+  /**
    * Flushes unfinished lines as final lines, closes the window and the group, and prints `status`
    * (trusted caller text, e.g. `✓ RUN make test — exit 0 in 3.2 s`) as one plain line after it.
    */

@@ -32,6 +32,11 @@ export interface RunRequest {
   timeoutSeconds?: number
   disposable: boolean
   files?: Record<string, SandboxFile>
+  /** The process's user and group ids (the image's USER); the service default (root) when absent. */
+  uid?: number
+  gid?: number
+  /** Bytes of stdout and of stderr the service keeps (and streams) before it drops the rest. */
+  outputLimitBytes?: number
 }
 
 /** What became of one remote operation, as far as the action cares. */
@@ -45,6 +50,8 @@ export interface OperationOutcome {
   error: string | null
   resultImage: string | null
   durationMs: number
+  /** Things worth a warning that did not change the outcome (output truncated, output recovered from the record). */
+  notices?: string[]
 }
 
 /** Receives the remote output of one operation as it streams. */
@@ -55,6 +62,8 @@ export interface OutputSink {
    * destination is full), undefined when it can take more now. Producers await it after writing.
    */
   ready?(): Promise<void> | undefined
+  /** A line of the action's own inside the operation's output (e.g. "output truncated"), shown as written. */
+  note?(text: string): void
 }
 
 /** A local file to place in the sandbox, already hashed. */
@@ -86,6 +95,30 @@ export interface StartOptions {
   /** Human label for logs and the state file: "run", "import python:3.12", "step 2/5". */
   label: string
   signal?: AbortSignal
+  /**
+   * How long the operation may take from the moment it is created, queue time included. Past it the
+   * action stops waiting, cancels the operation and fails with an {@link OperationInterruptedError}.
+   */
+  deadlineMs?: number
+}
+
+/**
+ * An operation exists on the service, but the action lost track of it before it ended: a stream it
+ * could not read, its deadline, an unexpected answer. The caller records what is known and cancels it.
+ */
+export class OperationInterruptedError extends Error {
+  readonly operationId: string
+  readonly label: string
+  /** The service's status when the action lost track of it; null when it could not be read. */
+  readonly lastStatus: OperationStatus | null
+
+  constructor(init: { operationId: string; label: string; lastStatus: OperationStatus | null; message: string; cause?: unknown }) {
+    super(init.message, { cause: init.cause })
+    this.name = 'OperationInterruptedError'
+    this.operationId = init.operationId
+    this.label = init.label
+    this.lastStatus = init.lastStatus
+  }
 }
 
 /**
@@ -94,6 +127,11 @@ export interface StartOptions {
  */
 export interface Provider {
   readonly name: string
+  /**
+   * Who the token acts for, as the service names it (never the token or anything derived from it):
+   * cache entries are scoped by it so two accounts on one endpoint never share image ids.
+   */
+  accountId(signal?: AbortSignal): Promise<string>
   /** UUID of an existing image: a UUID is checked, a tag is looked up exactly (never by prefix). Null when absent. */
   findImage(ref: { uuid: string } | { tag: string }, signal?: AbortSignal): Promise<string | null>
   imageExists(uuid: string, signal?: AbortSignal): Promise<boolean>

@@ -109,6 +109,29 @@ export function parseReference(ref: string): ImageReference {
   return parsed
 }
 
+/**
+ * True when the text names its registry: the `docker://` form, or a first path component that is a
+ * host by Docker's rule (`ghcr.io/…`, `docker.io/…`, `localhost:5000/…`). A bare `python:3.12` does not.
+ */
+export function namesRegistry(text: string): boolean {
+  const rest = text.trim()
+  if (rest.startsWith(DOCKER_SCHEME)) return true
+  const firstSlash = rest.indexOf('/')
+  if (firstSlash === -1) return false
+  const first = rest.slice(0, firstSlash)
+  return /[.:]/.test(first) || first === 'localhost' || first !== first.toLowerCase()
+}
+
+/** A registry host as written in an input (`ghcr.io`, `localhost:5000`), in the spelling references use. */
+export function parseRegistryHost(text: string): string {
+  const fail = (reason: string): never => {
+    throw new InvalidReferenceError(text, reason)
+  }
+  const host = text.trim().replace(/^https?:\/\//, '').replace(/\/+$/, '')
+  if (host === '' || host.includes('/')) fail('expected a registry host such as ghcr.io or localhost:5000')
+  return normaliseHost(host, fail)
+}
+
 function normaliseHost(host: string, fail: (reason: string) => never): string {
   let name = host
   let port: string | undefined

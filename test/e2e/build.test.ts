@@ -324,8 +324,14 @@ describe.skipIf(!registryAvailable() && !process.env.CI)('importing from a regis
       const ref = `${proxy.host}/team/private:v1`
       const denied = await importRun(ref)
       expect(denied.exitCode).not.toBe(0)
-      const result = await importRun(ref, { 'registry-username': 'robot', 'registry-password': password })
+      // Credentials named for another registry are never offered to this one, nor handed to the service.
+      const elsewhere = await importRun(ref, { registry: 'ghcr.io', 'registry-username': 'robot', 'registry-password': password })
+      expect(elsewhere.exitCode).not.toBe(0)
+      expect(elsewhere.stdout).toContain(`Registry credentials are for ghcr.io, not ${proxy.host}`)
+      expect(proxy.credentialedRequests).toBe(0)
+      const result = await importRun(ref, { registry: proxy.host, 'registry-username': 'robot', 'registry-password': password })
       expect(result.exitCode, result.stdout).toBe(0)
+      expect(proxy.credentialedRequests).toBeGreaterThan(0)
       expect(result.stdout).toContain('private image')
       expect(result.outputs.digest).toBe(pushed.digest)
       expect(proxy.tokenRequests).toBeGreaterThan(0)

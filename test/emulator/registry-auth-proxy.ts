@@ -24,6 +24,8 @@ export interface RegistryAuthProxy {
   host: string
   /** How many times `/token` was asked, successfully or not. */
   readonly tokenRequests: number
+  /** Requests (token or registry) that carried Basic credentials, right or wrong. */
+  readonly credentialedRequests: number
   /** Tokens issued so far (tests may assert that none leaks into messages). */
   readonly issuedTokens: readonly string[]
   close(): Promise<void>
@@ -35,9 +37,11 @@ export async function startRegistryAuthProxy(upstreamUrl: string, opts: Registry
   const tokens = new Set<string>()
   const issued: string[] = []
   let tokenRequests = 0
+  let credentialedRequests = 0
   let base = ''
 
   const credentialsMatch = (header: string | undefined): boolean => {
+    if (/^Basic\s/i.test(header ?? '')) credentialedRequests++
     if (opts.username === undefined) return false
     const match = /^Basic\s+(\S+)$/i.exec(header ?? '')
     if (match === null) return false
@@ -99,6 +103,7 @@ export async function startRegistryAuthProxy(upstreamUrl: string, opts: Registry
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', base)
     if (url.pathname === '/token' && scheme === 'bearer') return serveToken(req, res, url)
+    if (scheme === 'bearer' && /^Basic\s/i.test(req.headers.authorization ?? '')) credentialedRequests++
     if (!url.pathname.startsWith('/v2/') && url.pathname !== '/v2') return json(res, 404, { errors: [{ code: 'NOT_FOUND' }] })
     if (!authorised(req.headers.authorization)) {
       // Drain the body of a refused upload so the connection stays usable.
@@ -121,6 +126,9 @@ export async function startRegistryAuthProxy(upstreamUrl: string, opts: Registry
     host,
     get tokenRequests() {
       return tokenRequests
+    },
+    get credentialedRequests() {
+      return credentialedRequests
     },
     get issuedTokens() {
       return issued

@@ -36,6 +36,35 @@ describe('getInputs', () => {
     expect(inputs.run).toEqual({ command: 'make test', shell: true, env: {}, timeoutSeconds: 600, disposable: false })
     expect(inputs.failOnExitCode).toBe(true)
     expect(inputs.cache).toBe(true)
+    expect(inputs.outputLimitBytes).toBe(16 * 1024 * 1024)
+    expect(inputs.deadlineSeconds).toBe(600 + 15 * 60)
+  })
+
+  it.each([
+    ['python:3.12-slim', { kind: 'tag', tag: 'python:3.12-slim' }],
+    ['my-base', { kind: 'tag', tag: 'my-base' }],
+    ['tag:ci/base:1', { kind: 'tag', tag: 'ci/base:1' }],
+    ['docker.io/library/python:3.12', { kind: 'registry', reference: 'docker.io/library/python:3.12' }],
+    ['docker://python:3.12', { kind: 'registry', reference: 'docker.io/python:3.12' }],
+    ['ghcr.io/org/app@sha256:' + 'a'.repeat(64), { kind: 'registry', reference: 'ghcr.io/org/app@sha256:' + 'a'.repeat(64) }],
+    ['localhost:5000/app', { kind: 'registry', reference: 'localhost:5000/app' }],
+  ])('reads image %s without ever taking a bare name for Docker Hub', (image, expected) => {
+    setInputs({ ...base, image })
+    expect(getInputs().image).toEqual(expected)
+  })
+
+  it('binds registry credentials to the registry host it names', () => {
+    setInputs({ ...base, registry: 'https://GHCR.io/', 'registry-username': 'me', 'registry-password': 'pw' })
+    expect(getInputs().registryCredentials).toEqual({ host: 'ghcr.io', username: 'me', password: 'pw' })
+  })
+
+  it('reads output-limit sizes and a deadline', () => {
+    setInputs({ ...base, 'output-limit': '512KiB', timeout: '60', deadline: '120' })
+    const inputs = getInputs()
+    expect(inputs.outputLimitBytes).toBe(512 * 1024)
+    expect(inputs.deadlineSeconds).toBe(120)
+    setInputs({ 'output-limit': '1g' })
+    expect(getInputs().outputLimitBytes).toBe(1024 ** 3)
   })
 
   it('falls back to CONTREE_* variables and the public endpoint', () => {
@@ -54,7 +83,7 @@ describe('getInputs', () => {
       writes.push(String(chunk))
       return true
     })
-    setInputs({ ...base, 'registry-username': 'me', 'registry-password': 'hunter22' })
+    setInputs({ ...base, registry: 'ghcr.io', 'registry-username': 'me', 'registry-password': 'hunter22' })
     getInputs()
     expect(writes.join('')).toContain('::add-mask::t0ken-value')
     expect(writes.join('')).toContain('::add-mask::hunter22')
@@ -90,6 +119,14 @@ describe('getInputs', () => {
     ['nothing to do', { run: '', image: '' }, /^Input 'run'/],
     ['run without image', { image: '' }, /^Input 'image': is required/],
     ['password without user', { 'registry-password': 'x' }, /^Input 'registry-username'/],
+    ['credentials without a registry', { 'registry-username': 'me', 'registry-password': 'x' }, /^Input 'registry': is required with registry-username/],
+    ['a registry that is not a host', { registry: 'ghcr.io/org', 'registry-username': 'me' }, /^Input 'registry': "ghcr.io\/org" is not a registry host/],
+    ['a registry without credentials', { registry: 'ghcr.io' }, /^Input 'registry': is set but registry-username is not/],
+    ['an output limit too large', { 'output-limit': '2GiB' }, /^Input 'output-limit': "2GiB" is not a size/],
+    ['an output limit without a number', { 'output-limit': 'lots' }, /^Input 'output-limit'/],
+    ['a zero deadline', { deadline: '0' }, /^Input 'deadline': 0 is out of range/],
+    ['a deadline that is not a number', { deadline: '1h' }, /^Input 'deadline': "1h" is not a whole number/],
+    ['an image with spaces', { image: 'my image' }, /^Input 'image'/],
     ['dockerfile outside', { dockerfile: '../Dockerfile' }, /^Input 'dockerfile'.*outside the workspace/],
     ['build-args without dockerfile', { 'build-args': 'A=1' }, /^Input 'build-args'/],
   ]

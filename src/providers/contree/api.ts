@@ -93,15 +93,18 @@ export class ContreeApi {
     return res.json<FileRecord>()
   }
 
-  /** Returns the operation UUID of the new instance. */
-  async spawn(req: SpawnRequest, signal?: AbortSignal): Promise<string> {
-    const res = await this.http.request({ method: 'POST', path: '/v1/instances', json: req, ...withSignal(signal) })
+  /**
+   * Returns the operation UUID of the new instance. `stopRetrying` ends replays (425/429) without
+   * cutting off a request in flight, whose operation may exist already.
+   */
+  async spawn(req: SpawnRequest, stopRetrying?: AbortSignal): Promise<string> {
+    const res = await this.http.request({ method: 'POST', path: '/v1/instances', json: req, ...(stopRetrying ? { stopRetrying } : {}) })
     return operationUuid(res, await res.json<SpawnResponse>(), 'spawn')
   }
 
-  /** Returns the operation UUID of the import. */
-  async importImage(req: ImageImportRequest, signal?: AbortSignal): Promise<string> {
-    const res = await this.http.request({ method: 'POST', path: '/v1/images/import', json: req, ...withSignal(signal) })
+  /** Returns the operation UUID of the import; `stopRetrying` as for {@link spawn}. */
+  async importImage(req: ImageImportRequest, stopRetrying?: AbortSignal): Promise<string> {
+    const res = await this.http.request({ method: 'POST', path: '/v1/images/import', json: req, ...(stopRetrying ? { stopRetrying } : {}) })
     return operationUuid(res, await res.json<{ uuid?: string }>(), 'image import')
   }
 

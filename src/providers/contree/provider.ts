@@ -4,9 +4,21 @@
  */
 import * as fs from 'node:fs'
 import type { RemoteWorkRegistry } from '../../cancel.ts'
+import { errorMessage } from '../../errors.ts'
 import { HttpError } from '../../http/errors.ts'
-import type { LocalFile, OperationOutcome, OperationStatus, OutputSink, Provider, RunRequest, StartOptions } from '../types.ts'
+import {
+  isTerminal,
+  OperationInterruptedError,
+  type LocalFile,
+  type OperationOutcome,
+  type OperationStatus,
+  type OutputSink,
+  type Provider,
+  type RunRequest,
+  type StartOptions,
+} from '../types.ts'
 import { ContreeApi } from './api.ts'
+import { FollowTimeoutError } from './follow.ts'
 import { watchOperation } from './watch.ts'
 import { mapLimit } from '../../concurrency.ts'
 
@@ -19,7 +31,14 @@ export interface ContreeProviderOptions {
   registry?: RemoteWorkRegistry
   /** Injected in tests. */
   api?: ContreeApi
+  /** Diagnostics of the event follower (reconnects, drains), e.g. core.debug. */
+  debug?: (message: string) => void
+  /** Silence on an event stream before it counts as dead (default: the API's). */
+  eventsIdleTimeoutMs?: number
 }
+
+/** How long the status read after a lost operation may take: it only decides the words of the error. */
+const LOST_STATUS_TIMEOUT_MS = 5000
 
 /** Upload/probe concurrency: enough to hide latency, few enough not to trip rate limits. */
 const FILE_CONCURRENCY = 8
@@ -38,7 +57,14 @@ export class ContreeProvider implements Provider {
         token: options.token,
         ...(options.project ? { project: options.project } : {}),
         userAgent: options.userAgent,
+        ...(options.eventsIdleTimeoutMs ? { eventsIdleTimeoutMs: options.eventsIdleTimeoutMs } : {}),
       })
+  }
+
+  async accountId(signal?: AbortSignal): Promise<string> {
+    const whoami = await this.api.whoami(signal)
+    if (typeof whoami.token_uuid !== 'string' || whoami.token_uuid === '') throw new Error('GET /v1/whoami named no token_uuid')
+    return `token:${whoami.token_uuid}`
   }
 
   async findImage(ref: { uuid: string } | { tag: string }, signal?: AbortSignal): Promise<string | null> {
@@ -88,7 +114,7 @@ export class ContreeProvider implements Provider {
 
   async run(request: RunRequest, sink: OutputSink, options: StartOptions): Promise<OperationOutcome> {
     return this.follow(
-      () =>
+      (stopRetrying) =>
         this.api.spawn(
           {
             command: request.command,
@@ -100,7 +126,11 @@ export class ContreeProvider implements Provider {
             ...(request.timeoutSeconds ? { timeout: request.timeoutSeconds } : {}),
             disposable: request.disposable,
             ...(request.files && Object.keys(request.files).length ? { files: request.files } : {}),
+            ...(request.uid !== undefined ? { uid: request.uid } : {}),
+            ...(request.gid !== undefined ? { gid: request.gid } : {}),
+            ...(request.outputLimitBytes !== undefined ? { truncate_output_at: request.outputLimitBytes } : {}),
           },
+          stopRetrying,
         ),
       sink,
       options,
@@ -113,13 +143,14 @@ export class ContreeProvider implements Provider {
     options: StartOptions,
   ): Promise<OperationOutcome> {
     return this.follow(
-      () =>
+      (stopRetrying) =>
         this.api.importImage(
           {
             registry: { url: request.reference, ...(request.credentials ? { credentials: request.credentials } : {}) },
             ...(request.tag ? { tag: request.tag } : {}),
             timeout: 1800,
           },
+          stopRetrying,
         ),
       sink,
       options,
@@ -151,15 +182,20 @@ export class ContreeProvider implements Provider {
   /**
    * `start` gets no abort signal on purpose: a create aborted in flight may still have reached the
    * service, leaving work nobody knows the id of. Letting it finish means the id is registered, and
-   * a registry that is already cancelling cancels it at once.
+   * a registry that is already cancelling cancels it at once. The signal only stops replays.
+   *
+   * Once the operation exists, any failure other than the caller's abort becomes an
+   * OperationInterruptedError carrying its id and last known status, so the caller can report it and
+   * cancel it at once (the abort path belongs to the job's cancellation, which cancels everything).
    */
   private async follow(
-    start: () => Promise<string>,
+    start: (stopRetrying: AbortSignal | undefined) => Promise<string>,
     sink: OutputSink,
     options: StartOptions,
     kind: 'instance' | 'image_import' = 'instance',
   ): Promise<OperationOutcome> {
-    const operationId = await start()
+    const operationId = await start(options.signal)
+    const created = performance.now()
     this.options.registry?.add({
       provider: 'contree',
       apiUrl: this.options.apiUrl,
@@ -167,8 +203,41 @@ export class ContreeProvider implements Provider {
       operationId,
       label: options.label,
     })
-    const outcome = await watchOperation(this.api, operationId, sink, { kind, ...(options.signal ? { signal: options.signal } : {}) })
+    let outcome: OperationOutcome
+    try {
+      outcome = await watchOperation(this.api, operationId, sink, {
+        kind,
+        ...(options.signal ? { signal: options.signal } : {}),
+        ...(options.deadlineMs !== undefined ? { deadline: created + options.deadlineMs } : {}),
+        ...(this.options.debug ? { log: this.options.debug } : {}),
+      })
+    } catch (error) {
+      if (options.signal?.aborted) throw error
+      throw await this.lost(operationId, options, error)
+    }
     this.options.registry?.finish(operationId)
     return outcome
+  }
+
+  /** Reads the status of an operation the action lost track of and explains what happened. */
+  private async lost(operationId: string, options: StartOptions, cause: unknown): Promise<OperationInterruptedError> {
+    let lastStatus: OperationStatus | null = null
+    try {
+      lastStatus = await this.operationStatus(operationId, AbortSignal.timeout(LOST_STATUS_TIMEOUT_MS))
+    } catch (error) {
+      this.options.debug?.(`status of ${operationId} after losing it: ${errorMessage(error)}`)
+    }
+    if (lastStatus !== null && isTerminal(lastStatus)) this.options.registry?.finish(operationId)
+    const seconds = options.deadlineMs === undefined ? 0 : Math.round(options.deadlineMs / 1000)
+    let message: string
+    if (cause instanceof FollowTimeoutError) {
+      message =
+        lastStatus === 'PENDING' || lastStatus === 'ASSIGNED'
+          ? `${options.label}: operation ${operationId} never started within the deadline of ${seconds} s (still ${lastStatus} on the service)`
+          : `${options.label}: operation ${operationId} did not finish within the deadline of ${seconds} s${lastStatus ? ` (still ${lastStatus})` : ''}`
+    } else {
+      message = `${options.label}: lost track of operation ${operationId}${lastStatus ? ` (${lastStatus} on the service)` : ''}: ${errorMessage(cause)}`
+    }
+    return new OperationInterruptedError({ operationId, label: options.label, lastStatus, message, cause })
   }
 }

@@ -7,7 +7,7 @@
 import type { Sleep } from '../../http/sleep.ts'
 import type { OperationOutcome, OperationStatus, OutputSink } from '../types.ts'
 import { followOperation, type FollowApi } from './follow.ts'
-import { decodeStream, type CompletionEventData, type ExitEventData, type OperationResponse, type StreamRepr } from './wire.ts'
+import { decodeStream, type CompletionEventData, type ExitEventData, type OperationResponse, type StreamRepr, type TruncatedEventData } from './wire.ts'
 
 export interface WatchOptions {
   signal?: AbortSignal
@@ -24,6 +24,9 @@ const MAIN_SPID = 1
 
 export async function watchOperation(api: FollowApi, id: string, sink: OutputSink, opts: WatchOptions = {}): Promise<OperationOutcome> {
   let streamed = false
+  /** Bytes of each stream written to the sink, to tell what a record must still fill in. */
+  const written = { stdout: 0, stderr: 0 }
+  const notices: string[] = []
   let exit: ExitEventData | undefined
   let completion: CompletionEventData | undefined
   let synthetic = false
@@ -47,7 +50,9 @@ export async function watchOperation(api: FollowApi, id: string, sink: OutputSin
         streamed = true
         const bytes = decodeStream(event.data as unknown as StreamRepr)
         if (bytes.byteLength > 0) {
-          sink.write(event.type === 'stdout' ? 'stdout' : 'stderr', bytes)
+          const stream = event.type === 'stdout' ? 'stdout' : 'stderr'
+          written[stream] += bytes.byteLength
+          sink.write(stream, bytes)
           // Read no further than the log can take: memory stays flat however fast the service sends.
           const full = sink.ready?.()
           if (full) await full
@@ -60,6 +65,13 @@ export async function watchOperation(api: FollowApi, id: string, sink: OutputSin
       case 'exit':
         if (spid === MAIN_SPID) exit = event.data as ExitEventData
         break
+      case 'truncated': {
+        if (spid !== MAIN_SPID && opts.kind !== 'image_import' && spawnedOthers.has(spid)) break
+        const notice = truncationNotice(event.data as TruncatedEventData)
+        sink.note?.(notice)
+        notices.push(notice)
+        break
+      }
       case 'completion':
         completion = event.data as CompletionEventData
         synthetic = event.synthetic === true
@@ -77,19 +89,48 @@ export async function watchOperation(api: FollowApi, id: string, sink: OutputSin
     (exit === undefined && opts.kind !== 'image_import') ||
     !streamed
   const record = needsRecord ? await api.getOperation(id, opts.signal) : undefined
-  if (record !== undefined && !streamed) writeCaptured(record, sink)
-  return toOutcome(id, exit, completion, record)
+  // Without a completion frame the stream may have stopped short (its retained log could not be read
+  // to the end): whatever the service captured beyond what was streamed is written from the record.
+  if (record !== undefined && (!streamed || (completion === undefined && !synthetic))) {
+    const filled = writeCaptured(record, sink, written)
+    if (streamed && filled > 0) {
+      const notice = `The end of the output could not be read from the event stream; the last ${filled} byte(s) were taken from the operation record (stdout and stderr may be out of order there).`
+      sink.note?.(notice)
+      notices.push(notice)
+    }
+  }
+  const outcome = toOutcome(id, exit, completion, record)
+  if (notices.length > 0) outcome.notices = notices
+  return outcome
 }
 
-/** Output the service captured, for when nothing was streamed: the output is never lost. */
-function writeCaptured(record: OperationResponse, sink: OutputSink): void {
+/**
+ * Output the service captured, past what was already written: all of it when nothing was streamed,
+ * the missing end when the stream stopped short. The output is never silently lost. Returns the
+ * number of bytes written.
+ */
+function writeCaptured(record: OperationResponse, sink: OutputSink, written: { stdout: number; stderr: number }): number {
   const result = record.metadata?.result
+  let filled = 0
   for (const stream of ['stdout', 'stderr'] as const) {
     const repr = result?.[stream]
     if (repr === undefined || repr === null) continue
     const bytes = decodeStream(repr)
-    if (bytes.byteLength > 0) sink.write(stream, bytes)
+    if (bytes.byteLength <= written[stream]) continue
+    const missing = bytes.subarray(written[stream])
+    sink.write(stream, missing)
+    written[stream] += missing.byteLength
+    filled += missing.byteLength
   }
+  return filled
+}
+
+/** The visible line for a `truncated` event: the service stopped capturing a stream at its cap. */
+function truncationNotice(data: TruncatedEventData): string {
+  const stream = data.stream === 'stderr' ? 'stderr' : 'stdout'
+  const kept = typeof data.bytes_emitted === 'number' ? ` after ${data.bytes_emitted} bytes` : ''
+  const dropped = typeof data.bytes_dropped === 'number' ? `${data.bytes_dropped} more bytes of ${stream} were dropped` : `the rest of ${stream} was dropped`
+  return `[output truncated by the service${kept}: ${dropped}; raise the output-limit input to keep more]`
 }
 
 function toOutcome(
