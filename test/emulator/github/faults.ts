@@ -56,6 +56,8 @@ interface Hold {
   match: RequestMatch
   until: RequestMatch
   remaining: number
+  /** Answers to `until` still to come before the held requests go on. */
+  answersNeeded: number
   waiting: Array<() => void>
 }
 
@@ -70,11 +72,18 @@ export class Gates {
   private gates: Array<Hold | Barrier> = []
 
   /**
-   * The next `times` requests matching `match` wait, unprocessed, until a request matching `until`
-   * has been answered (counting only answers after this call).
+   * The next `times` requests matching `match` wait, unprocessed, until `untilAnswers` requests
+   * matching `until` have been answered (counting only answers after this call).
    */
-  holdUntil(match: RequestMatch, until: RequestMatch, times = 1): void {
-    this.gates.push({ kind: 'until', match, until, remaining: times, waiting: [] })
+  holdUntil(match: RequestMatch, until: RequestMatch, options: { times?: number; untilAnswers?: number } = {}): void {
+    this.gates.push({
+      kind: 'until',
+      match,
+      until,
+      remaining: options.times ?? 1,
+      answersNeeded: options.untilAnswers ?? 1,
+      waiting: [],
+    })
   }
 
   /** The first `parties` requests matching `match` wait until the last of them has arrived. */
@@ -104,7 +113,7 @@ export class Gates {
   /** Tells the gates a request has been answered. */
   answered(target: MatchTarget): void {
     for (const gate of [...this.gates]) {
-      if (gate.kind === 'until' && matches(gate.until, target)) this.open(gate)
+      if (gate.kind === 'until' && matches(gate.until, target) && --gate.answersNeeded <= 0) this.open(gate)
     }
   }
 

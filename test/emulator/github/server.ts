@@ -33,8 +33,11 @@ export interface GitHubEmulator {
   /** Every API request, in arrival order. */
   requests: RecordedRequest[]
   faults: Faults
-  /** The next `times` requests matching `match` wait until a request matching `until` was answered. */
-  holdUntil(match: RequestMatch, until: RequestMatch, times?: number): void
+  /**
+   * The next `times` (default 1) requests matching `match` wait, unprocessed, until `untilAnswers`
+   * (default 1) requests matching `until` have been answered.
+   */
+  holdUntil(match: RequestMatch, until: RequestMatch, options?: { times?: number; untilAnswers?: number }): void
   /** The first `parties` requests matching `match` wait for each other. */
   barrier(match: RequestMatch, parties: number): void
   addRepo(seed: RepoSeed): void
@@ -224,7 +227,7 @@ export async function startGitHubEmulator(options: GitHubEmulatorOptions): Promi
     serverUrl: urls.server,
     requests,
     faults,
-    holdUntil: (match, until, times) => gates.holdUntil(match, until, times),
+    holdUntil: (match, until, options) => gates.holdUntil(match, until, options),
     barrier: (match, parties) => gates.barrier(match, parties),
     addRepo: (seed) => void store.addRepo(seed),
     addPull: (owner, name, pull) => store.addPull(repoOf(owner, name), pull),
