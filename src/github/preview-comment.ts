@@ -9,21 +9,10 @@
  */
 import { formatDuration } from '../output/format.ts'
 import { autolink, codeBlock, codeCell, commentText, httpUrl, markdownLink } from './comment-markdown.ts'
+import type { RepositoryRef, WorkflowRunRef } from './refs.ts'
 import { stickyMarker } from './sticky-comment.ts'
 
 export type PreviewStatus = 'deploying' | 'ready' | 'failed'
-
-export interface RepositoryRef {
-  owner: string
-  repo: string
-}
-
-export interface WorkflowRunRef {
-  /** GITHUB_RUN_ID */
-  id: number
-  /** GITHUB_RUN_ATTEMPT (1 when absent). */
-  attempt?: number
-}
 
 export interface PreviewPort {
   port: number

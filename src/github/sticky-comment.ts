@@ -11,15 +11,10 @@
  * end with exactly one comment; a later run also removes any leftover duplicates.
  */
 import { GitHubApiError, type GitHubCallPurpose } from './errors.ts'
+import type { PullRequestRef } from './refs.ts'
 import { GitHubRequester, type GitHubClient, type GitHubRetryOptions } from './requester.ts'
 
 export type IssueComment = Awaited<ReturnType<GitHubClient['rest']['issues']['createComment']>>['data']
-
-export interface PullRequestRef {
-  owner: string
-  repo: string
-  number: number
-}
 
 export interface StickyCommentOptions extends GitHubRetryOptions {
   /**
