@@ -167,19 +167,23 @@ class StickyComment {
 
   /**
    * After a create: list again and keep only the oldest comment with the marker. Our own comment is
-   * added to what the listing shows, in case the listing lags behind the write.
+   * added to what the listing shows, in case the listing lags behind the write; `vanished` are the
+   * comments found before the create, all deleted meanwhile, which a lagging listing may still show.
    */
   private async converge(created: IssueComment, body: string, vanished: readonly IssueComment[]): Promise<StickyCommentResult> {
     const listed = await this.find()
     const gone = new Set(vanished.map((c) => c.id))
     const all = [...listed.filter((c) => c.id !== created.id && !gone.has(c.id)), created].sort(byAge)
-    let kept: IssueComment | undefined
+    let survivor = created
     for (const candidate of all) {
-      kept = candidate.id === created.id ? created : await this.tryUpdate(candidate, body)
-      if (kept !== undefined) break
+      const kept = candidate.id === created.id ? created : await this.tryUpdate(candidate, body)
+      if (kept !== undefined) {
+        survivor = kept
+        break
+      }
+      gone.add(candidate.id)
     }
-    const survivor = kept ?? created
-    const removed = await this.deleteAll(all.filter((c) => c.id !== survivor.id))
+    const removed = await this.deleteAll(all.filter((c) => c.id !== survivor.id && !gone.has(c.id)))
     return {
       action: survivor.id === created.id ? 'created' : 'updated',
       commentId: survivor.id,
