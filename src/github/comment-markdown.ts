@@ -21,9 +21,8 @@ const EMPTY_CELL = '–'
 export function commentText(text: string, maxChars = 1000): string {
   return escapeMarkdownInline(truncateText(text, maxChars))
     .replace(/&#64;/g, `&#64;${JOINER}`)
-    .replace(/&#35;(?=\d)/g, `&#35;${JOINER}`)
-    .replace(/\b(GH)&#45;(?=\d)/gi, `$1&#45;${JOINER}`)
-    .replace(/\b(www)\./gi, '$1&#46;')
+    .replace(/(?<!&)#(?=\d)/g, `&#35;${JOINER}`)
+    .replace(/\b(GH)-(?=\d)/gi, `$1&#45;${JOINER}`)
 }
 
 /** One line of untrusted text for a code span: controls and line breaks become spaces. */

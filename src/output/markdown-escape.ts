@@ -32,9 +32,14 @@ export function stripTerminalCodes(text: string): string {
  * and line breaks become `<br>` so a value stays in its cell.
  */
 export function escapeMarkdownInline(text: string): string {
-  return stripTerminalCodes(text)
-    .replace(MARKDOWN_SPECIAL, entity)
-    .replace(/\r\n|\r|\n/g, '<br>')
+  return (
+    stripTerminalCodes(text)
+      .replace(MARKDOWN_SPECIAL, entity)
+      // GitHub turns bare `https://…` and `www.…` into links; remote text gets none.
+      .replace(/:(?=\/\/)/g, '&#58;')
+      .replace(/\b(www)\./gi, '$1&#46;')
+      .replace(/\r\n|\r|\n/g, '<br>')
+  )
 }
 
 /**

@@ -51,8 +51,9 @@ describe('markdown escaping', () => {
     expect(escaped).toContain('&#38;amp;')
   })
 
-  it('keeps URLs and ordinary punctuation readable', () => {
-    expect(escapeMarkdownInline('see https://api.example.com:8443/v1/x?a=1-2 (retry: 3)')).toBe('see https://api.example.com:8443/v1/x?a=1-2 (retry: 3)')
+  it('keeps ordinary punctuation readable, and URLs readable but not links', () => {
+    expect(escapeMarkdownInline('retry: 3 (of 5) - see a.b/c?x=1')).toBe('retry: 3 (of 5) - see a.b/c?x=1')
+    expect(escapeMarkdownInline('see https://api.example.com:8443/v1 or www.example.com')).toBe('see https&#58;//api.example.com:8443/v1 or www&#46;example.com')
   })
 
   it('shows identifiers and URLs verbatim in code spans, escaping only what a code span cannot hold', () => {
