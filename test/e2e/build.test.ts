@@ -289,6 +289,11 @@ describe.skipIf(!registryAvailable() && !process.env.CI)('importing from a regis
     expect(imports()).toHaveLength(0)
     expect(second.outputs['cache-hit']).toBe('true')
     expect(second.outputs['image-uuid']).toBe(first.outputs['image-uuid'])
+    // The cached id was confirmed with the service before the run used it.
+    const confirm = emulator.requests.findIndex((r) => r.method === 'GET' && r.path === `/v1/inspect/${first.outputs['image-uuid']}/`)
+    const spawn = emulator.requests.findIndex((r) => r.method === 'POST' && r.path === '/v1/instances')
+    expect(confirm).toBeGreaterThanOrEqual(0)
+    expect(confirm).toBeLessThan(spawn)
 
     // The tag moves upstream: a new digest, so a new import.
     const republished = await pushImage(registry.url, 'team/app', 'v1', { 'etc/imported.txt': 'imported v2\n' })

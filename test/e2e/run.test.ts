@@ -195,27 +195,70 @@ describe('streaming through faults', () => {
     expect(result.stdout).toMatch(/::error::.*500/)
   })
 
-  it('delivers 20 MB of binary output with very long lines byte-exact through repeated drops', async () => {
-    // Deterministic bytes: 0..255 cycling, with a newline only every 1 MB, so lines are huge and binary.
-    const size = 20 * 1024 * 1024
-    const generator = `node -e "const b=Buffer.alloc(1<<20);for(let i=0;i<b.length;i++)b[i]=(i*7+3)&255;b[b.length-1]=10;for(let i=0;i<20;i++)process.stdout.write(b)"`
-    const block = Buffer.alloc(1 << 20)
-    for (let i = 0; i < block.length; i++) block[i] = (i * 7 + 3) & 255
-    block[block.length - 1] = 10
-    const hash = createHash('sha256')
-    for (let i = 0; i < 20; i++) hash.update(block)
+  it('prints 20 MB of multi-byte text with very long lines exactly as sent, through repeated drops', async () => {
+    // Printable text (the runner's log is text): ASCII, 2-, 3- and 4-byte characters, lines from empty to
+    // 1 MB, so characters straddle events, gzip chunks and the action's 4096-byte line cuts.
+    const payload = textPayload(20 * 1024 * 1024)
+    const workspace = fs.mkdtempSync(path.join(os.tmpdir(), 'payload-'))
+    fs.writeFileSync(path.join(workspace, 'payload.txt'), payload)
     emulator.faults.add(
       { path: '/events$', action: { kind: 'cut-stream', afterBytes: 3_000_000 } },
       { path: '/events$', action: { kind: 'truncated-gzip', afterEvents: 40 } },
-      { path: '/events$', action: { kind: 'cut-stream', afterBytes: 5_000_000 } },
+      { path: '/events$', action: { kind: 'cut-stream', afterBytes: 5_000_001 } },
       { path: '/events$', action: { kind: 'sse-error', afterEvents: 60 } },
     )
-    const result = await runAction({ inputs: inputs({ run: generator, timeout: '120' }), env: { RUNNER_DEBUG: '1' } })
+    const result = await runAction({
+      workspace,
+      inputs: inputs({ run: 'cat /workspace/payload.txt', upload: 'payload.txt', timeout: '120', 'output-limit': '64MiB' }),
+      env: { RUNNER_DEBUG: '1' },
+    })
     expect(result.exitCode, result.stderr).toBe(0)
-    expect(result.stdout).toContain(`stdout: ${size} bytes, sha256 ${hash.digest('hex')}`)
+    // What a reader of the log sees, with the action's own line cuts joined again, is what was sent.
+    const printed = printedText(result.stdout)
+    expect(printed.length).toBe(payload.toString('utf8').length)
+    expect(printed === payload.toString('utf8'), 'printed text differs from the payload').toBe(true)
+    // The action's own tally agrees (it is a debug aid, not the proof).
+    expect(result.stdout).toContain(`stdout: ${payload.length} bytes, sha256 ${createHash('sha256').update(payload).digest('hex')}`)
     expect(emulator.faults.applied().length).toBe(4)
   }, 120_000)
 })
+
+/** Deterministic text: no control characters, no `:` (so no piece can look like a command), no `#`. */
+function textPayload(size: number): Buffer {
+  const alphabet = ['a', 'b', 'c', 'x', 'y', 'z', '0', '9', ' ', '-', 'é', 'ß', 'Ж', '漢', '字', '€', '😀', '🧪']
+  const parts: string[] = []
+  let bytes = 0
+  let seed = 7
+  const next = (): number => (seed = (seed * 1103515245 + 12345) % 2147483648)
+  while (bytes < size) {
+    // Mostly short lines, some of 4–20 KB around the cut size, a few of up to 1 MB.
+    const kind = next() % 100
+    const length = kind < 80 ? next() % 200 : kind < 97 ? 4000 + (next() % 16000) : next() % (1 << 20)
+    let line = ''
+    for (let i = 0; i < length; i++) line += alphabet[next() % alphabet.length]
+    parts.push(line, '\n')
+    bytes += Buffer.byteLength(line) + 1
+  }
+  return Buffer.from(parts.join(''), 'utf8')
+}
+
+/**
+ * The remote text a reader of the log sees in the run's stop-commands window, with the action's own
+ * marks undone: a piece ending in the continuation marker is joined to the next one.
+ */
+function printedText(stdout: string): string {
+  const body = groupBody(stdout, /::group::Run: /)
+  const lines = body.split('\n')
+  const open = lines.findIndex((line) => line.startsWith('::stop-commands::'))
+  const token = lines[open]?.slice('::stop-commands::'.length)
+  const close = lines.indexOf(`::${token}::`, open + 1)
+  const text: string[] = []
+  for (const line of lines.slice(open + 1, close === -1 ? undefined : close)) {
+    if (line.endsWith(' ↩')) text.push(line.slice(0, -2))
+    else text.push(line, '\n')
+  }
+  return text.join('')
+}
 
 describe('a slow reader of the log', () => {
   it('loses nothing: the action waits for its stdout instead of queueing and dropping at exit', async () => {
