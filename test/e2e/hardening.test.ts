@@ -109,6 +109,31 @@ describe('output that cannot be read to its end', () => {
   })
 })
 
+describe('a silent event stream (a half-open connection)', () => {
+  it('is given up after the idle limit and resumed, losing and repeating nothing', async () => {
+    let stalled = false
+    const proxy = await startServiceProxy(emulator.url, (req) => {
+      if (!stalled && req.path.endsWith('/events')) {
+        stalled = true
+        return { kind: 'forward', stallAfterBytes: 300 }
+      }
+      return { kind: 'forward' }
+    })
+    try {
+      const result = await runAction({
+        inputs: inputs({ run: 'seq 1 300; sleep 1; seq 301 600', deadline: '30' }, proxy.url),
+        env: { SANDBOX_ACTION_EVENTS_IDLE_TIMEOUT_MS: '1500' },
+      })
+      expect(result.exitCode, result.stdout).toBe(0)
+      const numbers = remoteLines(result.stdout).filter((line) => /^\d+$/.test(line))
+      expect(numbers).toEqual(Array.from({ length: 600 }, (_, i) => String(i + 1)))
+      expect(proxy.requests.filter((r) => r.path.endsWith('/events')).length).toBeGreaterThanOrEqual(2)
+    } finally {
+      await proxy.close()
+    }
+  })
+})
+
 describe('SIGINT while a create request is in flight', () => {
   it('cancels the operation its answer names, and waits for that DELETE before exiting', async () => {
     const spawnAnswer = gate()

@@ -15,7 +15,8 @@ export interface ProxiedRequest {
 
 /** What to do with one request: forward it (optionally after a wait), or answer it here. */
 export type ProxyDecision =
-  | { kind: 'forward'; before?: Promise<void>; beforeResponse?: Promise<void> }
+  /** `stallAfterBytes`: pass that many body bytes on, then go silent without closing (a half-open connection). */
+  | { kind: 'forward'; before?: Promise<void>; beforeResponse?: Promise<void>; stallAfterBytes?: number }
   | { kind: 'answer'; status: number; headers?: Record<string, string>; body?: unknown; after?: Promise<void> }
   | { kind: 'rewrite-json'; rewrite: (body: unknown, req: ProxiedRequest) => unknown }
 
@@ -63,7 +64,18 @@ export async function startServiceProxy(targetUrl: string, decide: (req: Proxied
             return
           }
           res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers)
-          upstreamRes.pipe(res)
+          const limit = decision.kind === 'forward' ? decision.stallAfterBytes : undefined
+          if (limit === undefined) {
+            upstreamRes.pipe(res)
+            return
+          }
+          let sent = 0
+          upstreamRes.on('data', (chunk: Buffer) => {
+            if (sent >= limit) return
+            const part = chunk.subarray(0, limit - sent)
+            sent += part.length
+            res.write(part)
+          })
         })()
       })
       upstream.on('error', () => res.destroy())
