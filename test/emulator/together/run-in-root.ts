@@ -37,7 +37,7 @@ export interface RunningCommand {
   stdin: Writable | null
   /** The main process exited (its pipes may still be held open by children). */
   exited: Promise<ExitStatus>
-  /** The main process exited and every holder of its output pipes closed them. */
+  /** Every holder of the output pipes closed them, and the root's mounts for this process are undone. */
   closed: Promise<void>
   /** Kills the whole process group. */
   kill(): void
@@ -131,8 +131,8 @@ export async function createRootRunner(): Promise<RootRunner> {
       // A spawn failure emits 'error' and 'close' but no 'exit'.
       child.once('close', finish)
     })
-    const closed = new Promise<void>((resolve) => child.once('close', () => resolve()))
-    void closed.then(() => release(root))
+    // Only once the root is cleaned up again is it "closed": a build step copies it into the layer cache next.
+    const closed = new Promise<void>((resolve) => child.once('close', () => void release(root).then(resolve, resolve)))
     return {
       pid,
       stdout: child.stdout as Readable,
