@@ -60,11 +60,12 @@ export class Exec {
     if (text !== '' && this.ended === null) this.push({ type, output: text })
   }
 
-  /** The process exited: one last frame carries the code. */
+  /** The process exited: one last frame carries the code (unless the exec's output had already ended). */
   exited(code: number): void {
-    if (this.ended !== null) return
+    if (this.status === 'EXITED') return
     this.status = 'EXITED'
     this.exitCode = code
+    if (this.ended !== null) return
     this.push({ type: 'stdout', output: '', exitCode: code })
     this.ended = 'exited'
   }

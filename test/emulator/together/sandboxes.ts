@@ -40,6 +40,8 @@ export interface SandboxRecord {
   /** Process groups of its execs, for the ports scan and for killing everything at the end. */
   groups: Set<number>
   startTask: Promise<void> | null
+  /** Cuts the start delay short when the sandbox is terminated (or the emulator closes) while starting. */
+  startAbort: AbortController
   ttlTimer: NodeJS.Timeout | null
   /** Wakes /wait calls when the status settles. */
   settledWaiters: Array<() => void>
@@ -53,7 +55,15 @@ export interface StartFault {
 const TRANSIENT: ReadonlySet<SandboxStatus> = new Set(['starting', 'terminating', 'recovering'])
 const AGENT_VERSION = 'pint-emulator-1.0.0'
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    if (signal?.aborted) return resolve()
+    const timer = setTimeout(resolve, ms)
+    signal?.addEventListener('abort', () => {
+      clearTimeout(timer)
+      resolve()
+    })
+  })
 
 export class SandboxTable {
   private readonly app: App
@@ -101,6 +111,7 @@ export class SandboxTable {
       execs: new Map(),
       groups: new Set(),
       startTask: null,
+      startAbort: new AbortController(),
       ttlTimer: null,
       settledWaiters: [],
     }
@@ -126,8 +137,8 @@ export class SandboxTable {
   }
 
   private async start(record: SandboxRecord, snapshot: SnapshotRecord, fault: StartFault): Promise<void> {
-    await sleep(fault.delayMs ?? this.app.options.startDelayMs)
-    if (record.status !== 'starting') return
+    await sleep(fault.delayMs ?? this.app.options.startDelayMs, record.startAbort.signal)
+    if (record.status !== 'starting' || record.startAbort.signal.aborted) return
     if (fault.failWith) return this.setStatus(record, 'failed_to_start', fault.failWith)
     const root = join(this.app.dataDir, 'sandboxes', record.id)
     try {
@@ -150,6 +161,7 @@ export class SandboxTable {
   terminate(record: SandboxRecord, snapshot: TerminationSnapshot | null | undefined, reason: 'termination_requested' | 'autoterminated'): void {
     if (record.status === 'terminating' || record.status === 'terminated' || record.status === 'failed_to_start') return
     if (record.ttlTimer) clearTimeout(record.ttlTimer)
+    record.startAbort.abort()
     this.setStatus(record, 'terminating', reason)
     record.agentToken = null
     const policy = snapshot === undefined ? (record.terminationPolicy?.snapshot ?? null) : snapshot
@@ -256,6 +268,7 @@ export class SandboxTable {
   async shutdown(): Promise<void> {
     for (const record of this.byId.values()) {
       if (record.ttlTimer) clearTimeout(record.ttlTimer)
+      record.startAbort.abort()
       this.killEverything(record)
     }
     for (const record of this.byId.values()) {
