@@ -126,8 +126,9 @@ export async function runBuild(deps: BuilderDeps, build: BuildRecord): Promise<v
     await mkdir(contextDir, { recursive: true })
 
     const definition = progress.vertex(`[internal] load build definition from ${build.dockerfile}`, false)
+    let context
     try {
-      await extractContext(build.contextFile, contextDir)
+      context = await extractContext(build.contextFile, contextDir)
     } catch (error) {
       if (error instanceof ContextError) throw new SolveError(error.message)
       throw error
@@ -167,7 +168,7 @@ export async function runBuild(deps: BuilderDeps, build: BuildRecord): Promise<v
     }
 
     const contextVertex = progress.vertex('[internal] load build context', false)
-    contextVertex.line('transferring context: done')
+    contextVertex.line(`transferring context: ${context.bytes}B in ${context.files} files done`)
     contextVertex.done()
 
     const results: StageResult[] = []
@@ -353,7 +354,7 @@ async function runStage(deps: BuilderDeps, build: BuildRecord, progress: Progres
         break
       }
       case 'RUN': {
-        for (const flag of instruction.flags.keys()) progress.current?.line(`[warning] RUN --${flag} is ignored by the emulator`)
+        const ignoredFlags = [...instruction.flags.keys()].map((flag) => `[warning] RUN --${flag} is ignored by the emulator`)
         const argv = instruction.json ?? [...shell, instruction.args]
         if (argv.length === 0 || argv[0] === '') throw new SolveError(`RUN requires a command (line ${instruction.line})`)
         const runEnv: Record<string, string> = {}
@@ -363,7 +364,10 @@ async function runStage(deps: BuilderDeps, build: BuildRecord, progress: Progres
         key = chainKey(key, 'RUN', JSON.stringify(argv), JSON.stringify(runEnv), user, workdir)
         const runUser = user
         const runDir = workdir
-        await fsStep(title, key, (vertex) => runStep(deps, build, root, vertex, { argv, env: runEnv, user: runUser, workdir: runDir }))
+        await fsStep(title, key, (vertex) => {
+          for (const warning of ignoredFlags) vertex.line(warning)
+          return runStep(deps, build, root, vertex, { argv, env: runEnv, user: runUser, workdir: runDir })
+        })
         break
       }
       case 'COPY':
