@@ -87,7 +87,7 @@ async function createExec(ctx: Ctx): Promise<Reply> {
   } catch (error) {
     throw badRequest('user', (error as Error).message)
   }
-  const exec = new Exec(command, args, user, {
+  const exec = new Exec(command, args, user !== undefined, {
     cwd,
     env: { PATH: DEFAULT_PATH, HOME: identity.home, ...env },
     uid: identity.uid,

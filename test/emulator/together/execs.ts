@@ -31,8 +31,8 @@ export class Exec {
   readonly id = randomBytes(6).toString('hex')
   readonly command: string
   readonly args: string[]
-  /** As the client gave it (the wire echoes it), absent when it gave none. */
-  readonly user: string | undefined
+  /** Whether the client named a user: only then does the wire show `user`, as resolved `uid:gid`. */
+  readonly explicitUser: boolean
   readonly launchSpec: ExecLaunch
   status: ExecStatus = 'CREATED'
   pid = 0
@@ -44,10 +44,10 @@ export class Exec {
   private nextSequence = 1
   private waiters: Array<() => void> = []
 
-  constructor(command: string, args: string[], user: string | undefined, launchSpec: ExecLaunch) {
+  constructor(command: string, args: string[], explicitUser: boolean, launchSpec: ExecLaunch) {
     this.command = command
     this.args = args
-    this.user = user
+    this.explicitUser = explicitUser
     this.launchSpec = launchSpec
   }
 
@@ -109,7 +109,7 @@ export class Exec {
       pty: false,
       exitCode: this.exitCode,
     }
-    if (this.user !== undefined) wire.user = this.user
+    if (this.explicitUser) wire.user = `${this.launchSpec.uid}:${this.launchSpec.gid}`
     return wire
   }
 }
