@@ -131,7 +131,8 @@ export function readBody(req: IncomingMessage, limit: number, onBytes: (n: numbe
 
 /** Reads the rest of a body and throws it away, so a refused upload does not look like a broken connection. */
 export function drain(req: IncomingMessage, onChunk: (bytes: number) => void = () => undefined): Promise<void> {
-  if (req.complete || req.readableEnded) return Promise.resolve()
+  // A request that already ended, or whose connection is gone, has nothing left to read.
+  if (req.complete || req.readableEnded || req.destroyed) return Promise.resolve()
   return new Promise((resolve) => {
     req.on('data', (chunk: Buffer) => onChunk(chunk.length))
     req.on('end', resolve)

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
 import { startTogetherEmulator } from './index.ts'
-import { agent, api, call, contextArchive, runningSandbox, submitBuild, waitUntil } from './test-client.ts'
+import { agent, api, call, contextArchive, execToEnd, followBuild, runningSandbox, submitBuild, waitUntil } from './test-client.ts'
 
 function alive(pid: number): boolean {
   try {
@@ -11,6 +11,34 @@ function alive(pid: number): boolean {
     return false
   }
 }
+
+describe('Together emulator: a whole job', () => {
+  it('builds with RUN and COPY, snapshots the image_ref, starts a sandbox, streams an exec, terminates', async () => {
+    const emu = await startTogetherEmulator({ log: () => undefined })
+    try {
+      const context = contextArchive({
+        Dockerfile: 'FROM busybox:latest\nWORKDIR /srv\nCOPY app.sh ./\nRUN chmod 755 app.sh && ./app.sh > built.txt\n',
+        'app.sh': '#!/bin/sh\necho "app ran"\n',
+      })
+      const submitted = await submitBuild(emu, context, { image_name: 'image-1:1', cache_key: 'whole-job' })
+      const logs = await followBuild(emu, submitted.json().build_id)
+      expect(logs.terminal).toEqual({ done: true })
+      const status = (await call(`${emu.builderUrl}/builds/${submitted.json().build_id}`, 'GET', { token: emu.apiKey })).json()
+      const snapshot = await api(emu, 'POST', '/snapshots', { image: status.image_ref, architecture: 'amd64', tags: { digest: 'd1' } })
+      expect(snapshot.status).toBe(201)
+      const sandbox = await runningSandbox(emu, snapshot.json().id)
+      const { frames } = await execToEnd(sandbox, 'sh', ['-c', 'cat built.txt; ./app.sh >&2; exit 4'], { cwd: '/srv' })
+      expect(frames.filter((f) => f.type === 'stdout').map((f) => f.output).join('')).toBe('app ran\n')
+      expect(frames.filter((f) => f.type === 'stderr').map((f) => f.output).join('')).toBe('app ran\n')
+      expect(frames.at(-1).exitCode).toBe(4)
+      expect((await api(emu, 'POST', `/sandboxes/${sandbox.id}/terminate`)).json().status).toBe('terminating')
+      expect((await api(emu, 'POST', `/sandboxes/${sandbox.id}/wait`)).json().status).toBe('terminated')
+      expect(emu.counts()).toMatchObject({ builds: { submitted: 1, succeeded: 1 }, runStepsExecuted: 1, snapshots: { active: 1 }, sandboxes: { terminated: 1 }, processesAlive: 0 })
+    } finally {
+      await emu.close()
+    }
+  })
+})
 
 describe('Together emulator: nothing outlives a cancel', () => {
   it('counts a mixed job (a build and a sandbox running a command) down to nothing when both are cancelled', async () => {

@@ -111,6 +111,7 @@ export async function startTogetherEmulator(options: TogetherEmulatorOptions = {
       tasks.add(tracked)
     },
   } as Omit<App, 'sandboxes'> as App
+  // The sandbox table reaches images, snapshots and the runner through the app it belongs to.
   app.sandboxes = new SandboxTable(app, agentsUrl as string)
 
   /** Who may call: the API key on the API and the builder; the sandbox's own token on its agent. */
