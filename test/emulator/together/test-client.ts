@@ -119,12 +119,12 @@ export async function followBuild(emu: TogetherEmulator, buildId: string): Promi
 export const api = (emu: TogetherEmulator, method: Dispatcher.HttpMethod, path: string, body?: unknown) =>
   call(`${emu.apiUrl}/v1${path}`, method, { token: emu.apiKey, body })
 
-/** Creates a sandbox and waits for it to run; returns its wire object. */
+/** Creates a sandbox and waits for it to run; returns its wire object. /wait may answer before it settles. */
 export async function runningSandbox(emu: TogetherEmulator, snapshotId: string, extra: Record<string, unknown> = {}): Promise<any> {
   const created = await api(emu, 'POST', '/sandboxes', { snapshot_id: snapshotId, ...extra })
   if (created.status !== 201) throw new Error(`create sandbox: ${created.status} ${created.body}`)
-  const waited = await api(emu, 'POST', `/sandboxes/${created.json().id}/wait`)
-  const sandbox = waited.json()
+  let sandbox = created.json()
+  while (sandbox.status === 'starting') sandbox = (await api(emu, 'POST', `/sandboxes/${sandbox.id}/wait`)).json()
   if (sandbox.status !== 'running') throw new Error(`sandbox is ${sandbox.status}`)
   return sandbox
 }
