@@ -1,0 +1,35 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { pushImage, registryAvailable, startRegistry, type RunningRegistry } from '../registry.ts'
+import { startTogetherEmulator, type TogetherEmulator } from './index.ts'
+import { api, contextArchive, execToEnd, followBuild, runningSandbox, submitBuild } from './test-client.ts'
+
+describe.skipIf(!registryAvailable())('Together emulator: images from a loopback registry', () => {
+  let registry: RunningRegistry
+  let emu: TogetherEmulator
+
+  beforeAll(async () => {
+    registry = await startRegistry()
+    emu = await startTogetherEmulator({ log: () => undefined })
+  })
+  afterAll(async () => {
+    await emu?.close()
+    await registry?.close()
+  })
+
+  it('pulls a FROM image and a snapshot image it has not seen, and runs in their trees', async () => {
+    const pushed = await pushImage(registry.url, 'team/base', '1', { 'etc/motd': 'from the registry\n', 'tmp/': { mode: 0o1777 } })
+    const submitted = await submitBuild(emu, contextArchive({ Dockerfile: `FROM ${pushed.reference}\nRUN cat /etc/motd\n` }))
+    const { lines, terminal } = await followBuild(emu, submitted.json().build_id)
+    expect(terminal).toEqual({ done: true })
+    expect(lines.some((line) => line.endsWith(' from the registry'))).toBe(true)
+    expect(lines).toContain(`#3 [internal] load metadata for ${pushed.reference}`)
+
+    const other = await pushImage(registry.url, 'team/other', '2', { 'etc/motd': 'snapshot straight from the registry\n' })
+    const snapshot = await api(emu, 'POST', '/snapshots', { image: other.reference })
+    expect(snapshot.status).toBe(201)
+    const sandbox = await runningSandbox(emu, snapshot.json().id)
+    const { frames } = await execToEnd(sandbox, 'cat', ['/etc/motd'])
+    expect(frames[0].output).toBe('snapshot straight from the registry\n')
+    expect((await api(emu, 'POST', '/snapshots', { image: `${registry.host}/team/missing:1` })).status).toBe(404)
+  })
+})

@@ -1,0 +1,150 @@
+// Helpers for the emulator's own tests: plain HTTP calls (gzip decoded), whole event streams, build contexts
+// as real tar.gz archives, and the multipart submit exactly as the SDKs send it.
+import { gunzipSync, gzipSync, constants as zlibConstants } from 'node:zlib'
+import { request, type Dispatcher } from 'undici'
+import { buildTar, type TarFiles } from '../tar-writer.ts'
+import type { TogetherEmulator } from './types.ts'
+
+export interface CallResult {
+  status: number
+  headers: Record<string, string | string[] | undefined>
+  body: Buffer
+  json(): any
+}
+
+export async function call(
+  url: string,
+  method: Dispatcher.HttpMethod,
+  opts: { token?: string | null; body?: unknown; headers?: Record<string, string> } = {},
+): Promise<CallResult> {
+  const raw = opts.body === undefined || typeof opts.body === 'string' || opts.body instanceof Uint8Array
+  const headers: Record<string, string> = { 'accept-encoding': 'gzip', ...(raw ? {} : { 'content-type': 'application/json' }), ...opts.headers }
+  if (opts.token) headers.authorization = `Bearer ${opts.token}`
+  const res = await request(url, { method, headers, body: raw ? (opts.body as string | Uint8Array | undefined) : JSON.stringify(opts.body) })
+  const bytes = Buffer.from(await res.body.arrayBuffer())
+  const body = res.headers['content-encoding'] === 'gzip' && bytes.length > 0 ? gunzipSync(bytes) : bytes
+  return { status: res.statusCode, headers: res.headers, body, json: () => JSON.parse(body.toString('utf8')) }
+}
+
+export interface StreamResult {
+  status: number
+  headers: Record<string, string | string[] | undefined>
+  /** Decoded text received, even when the stream broke. */
+  text: string
+  /** The transport error that ended the body, if it broke. */
+  error: Error | null
+}
+
+/** Reads an event stream to its end (or its break); gzip is decoded leniently so a cut stream still shows. */
+export async function readStream(url: string, token: string | null, headers: Record<string, string> = {}): Promise<StreamResult> {
+  const res = await request(url, {
+    headers: { accept: 'text/event-stream', 'accept-encoding': 'gzip', ...(token ? { authorization: `Bearer ${token}` } : {}), ...headers },
+  })
+  const chunks: Buffer[] = []
+  let error: Error | null = null
+  try {
+    for await (const chunk of res.body) chunks.push(chunk as Buffer)
+  } catch (caught) {
+    error = caught as Error
+  }
+  const raw = Buffer.concat(chunks)
+  const text =
+    res.headers['content-encoding'] === 'gzip' && raw.length > 0
+      ? gunzipSync(raw, { finishFlush: zlibConstants.Z_SYNC_FLUSH }).toString('utf8')
+      : raw.toString('utf8')
+  return { status: res.statusCode, headers: res.headers, text, error }
+}
+
+/** The `data` of each complete event (comments and the unterminated tail left out). */
+export function sseData(text: string): string[] {
+  const blocks = text.split('\n\n')
+  blocks.pop()
+  return blocks
+    .map((block) =>
+      block
+        .split('\n')
+        .filter((line) => line.startsWith('data: '))
+        .map((line) => line.slice(6))
+        .join('\n'),
+    )
+    .filter((data) => data !== '')
+}
+
+/** ANSI colour codes removed, as the SDKs strip them before showing progress. */
+export function plain(line: string): string {
+  return line.replace(/\x1b\[[0-9;]*m/g, '')
+}
+
+export function contextArchive(files: TarFiles): Uint8Array {
+  return gzipSync(buildTar(files))
+}
+
+export interface SubmitFields {
+  image_name?: string
+  dockerfile?: string
+  build_args?: string
+  nydus_convert?: string
+  cache_key?: string
+  [other: string]: string | undefined
+}
+
+/** POST /builds with the SDK's form: text fields, then the context as `context.tar.gz` (application/gzip). */
+export async function submitBuild(
+  emu: TogetherEmulator,
+  context: Uint8Array | null,
+  fields: SubmitFields = {},
+  token: string | null = emu.apiKey,
+): Promise<CallResult> {
+  const form = new FormData()
+  const all: SubmitFields = { image_name: 'app:v1', dockerfile: 'Dockerfile', build_args: '{}', nydus_convert: 'true', ...fields }
+  for (const [name, value] of Object.entries(all)) if (value !== undefined) form.append(name, value)
+  if (context) form.append('context', new Blob([new Uint8Array(context)], { type: 'application/gzip' }), 'context.tar.gz')
+  const res = await fetch(`${emu.builderUrl}/builds`, {
+    method: 'POST',
+    headers: token ? { authorization: `Bearer ${token}` } : {},
+    body: form,
+  })
+  const body = Buffer.from(await res.arrayBuffer())
+  return { status: res.status, headers: Object.fromEntries(res.headers), body, json: () => JSON.parse(body.toString('utf8')) }
+}
+
+/** Follows a build's log to its control event; returns the plain lines and the control object. */
+export async function followBuild(emu: TogetherEmulator, buildId: string): Promise<{ lines: string[]; terminal: any }> {
+  const stream = await readStream(`${emu.builderUrl}/builds/${buildId}/logs`, emu.apiKey)
+  const data = sseData(stream.text)
+  const last = data.at(-1)
+  return { lines: data.slice(0, -1).map(plain), terminal: last ? JSON.parse(last) : null }
+}
+
+export const api = (emu: TogetherEmulator, method: Dispatcher.HttpMethod, path: string, body?: unknown) =>
+  call(`${emu.apiUrl}/v1${path}`, method, { token: emu.apiKey, body })
+
+/** Creates a sandbox and waits for it to run; returns its wire object. /wait may answer before it settles. */
+export async function runningSandbox(emu: TogetherEmulator, snapshotId: string, extra: Record<string, unknown> = {}): Promise<any> {
+  const created = await api(emu, 'POST', '/sandboxes', { snapshot_id: snapshotId, ...extra })
+  if (created.status !== 201) throw new Error(`create sandbox: ${created.status} ${created.body}`)
+  let sandbox = created.json()
+  while (sandbox.status === 'starting') sandbox = (await api(emu, 'POST', `/sandboxes/${sandbox.id}/wait`)).json()
+  if (sandbox.status !== 'running') throw new Error(`sandbox is ${sandbox.status}`)
+  return sandbox
+}
+
+export const agent = (sandbox: any, method: Dispatcher.HttpMethod, path: string, body?: unknown, headers?: Record<string, string>) =>
+  call(`${sandbox.agent.url}/api/v1${path}`, method, { token: sandbox.agent.token, body, ...(headers ? { headers } : {}) })
+
+/** Runs a command to its end over the exec io stream; returns its frames. */
+export async function execToEnd(sandbox: any, command: string, args: string[], extra: Record<string, unknown> = {}): Promise<{ frames: any[]; id: string }> {
+  const created = await agent(sandbox, 'POST', '/execs', { command, args, ...extra })
+  if (created.status !== 201) throw new Error(`create exec: ${created.status} ${created.body}`)
+  const id = created.json().id as string
+  const stream = await readStream(`${sandbox.agent.url}/api/v1/stream/execs/${id}/io`, sandbox.agent.token)
+  return { id, frames: sseData(stream.text).map((data) => JSON.parse(data)) }
+}
+
+export async function waitUntil(probe: () => boolean | Promise<boolean>, what: string, timeoutMs = 15_000): Promise<void> {
+  const end = Date.now() + timeoutMs
+  while (!(await probe())) {
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}
