@@ -7,41 +7,41 @@
  */
 import * as core from '@actions/core'
 import { errorMessage } from './errors.ts'
-import type { RemoteWork } from './state.ts'
+import { workKey, type LiveWork } from './state.ts'
 
-export type CancelRemote = (work: RemoteWork) => Promise<string>
+export type CancelRemote = (work: LiveWork) => Promise<string>
 
 export class RemoteWorkRegistry {
-  private readonly work = new Map<string, RemoteWork>()
-  private readonly save: (work: readonly RemoteWork[]) => void
+  private readonly work = new Map<string, LiveWork>()
+  private readonly save: (work: readonly LiveWork[]) => void
   private cancelRemote: CancelRemote | undefined
   private readonly cancellations: Promise<unknown>[] = []
 
-  constructor(save: (work: readonly RemoteWork[]) => void) {
+  constructor(save: (work: readonly LiveWork[]) => void) {
     this.save = save
   }
 
-  /** Records a just-created operation. If the job is already being cancelled, cancels it right away. */
-  add(entry: Omit<RemoteWork, 'state'>): void {
-    const work: RemoteWork = { ...entry, state: 'live' }
-    this.work.set(work.operationId, work)
+  /** Records just-created work. If the job is already being cancelled, cancels it right away. */
+  add(entry: Omit<LiveWork, 'state'>): void {
+    const work: LiveWork = { ...entry, state: 'live' }
+    this.work.set(workKey(work), work)
     this.persist()
     if (this.cancelRemote) this.cancellations.push(this.cancelOne(work, this.cancelRemote))
   }
 
-  /** The action saw the operation reach a terminal status. */
-  finish(operationId: string): void {
-    const work = this.work.get(operationId)
+  /** The action saw the work end (or, for a sandbox kept alive on purpose, hand it over). */
+  finish(entry: Pick<LiveWork, 'provider' | 'kind' | 'id'>): void {
+    const work = this.work.get(workKey(entry))
     if (!work || work.state === 'done') return
     work.state = 'done'
     this.persist()
   }
 
-  all(): RemoteWork[] {
+  all(): LiveWork[] {
     return [...this.work.values()]
   }
 
-  live(): RemoteWork[] {
+  live(): LiveWork[] {
     return [...this.work.values()].filter((work) => work.state !== 'done')
   }
 
@@ -67,15 +67,18 @@ export class RemoteWorkRegistry {
     }
   }
 
-  private async cancelOne(work: RemoteWork, cancelRemote: CancelRemote): Promise<void> {
+  private async cancelOne(work: LiveWork, cancelRemote: CancelRemote): Promise<void> {
     if (work.state !== 'live') return
     work.state = 'cancel-requested'
     this.persist()
     try {
       const result = await cancelRemote(work)
-      core.info(`Cancelled ${work.label} (operation ${work.operationId}): ${result}`)
+      core.info(`Cancelled ${work.label} (${work.kind} ${work.id}): ${result}`)
     } catch (error) {
-      core.warning(`Could not cancel ${work.label} (operation ${work.operationId}); the post step will try again: ${errorMessage(error)}`)
+      // Still live as far as anyone knows: the post step tries again.
+      work.state = 'live'
+      this.persist()
+      core.warning(`Could not cancel ${work.label} (${work.kind} ${work.id}); the post step will try again: ${errorMessage(error)}`)
     }
   }
 

@@ -17,12 +17,11 @@ import { deferDebug, flushDebug } from './output/deferred-debug.ts'
 import { RemoteLog, reportFailure } from './output/remote-log.ts'
 import { say } from './output/say.ts'
 import { renderRunSummary, writeSummary } from './output/summary.ts'
-import { ContreeProvider } from './providers/contree/provider.ts'
+import { createProvider } from './providers/factory.ts'
 import { isTerminal, OperationInterruptedError, toSandboxFiles, type OperationOutcome, type Provider } from './providers/types.ts'
-import { markMainStarted, saveRemoteWork, type RemoteWork } from './state.ts'
+import { markMainStarted, saveLiveWork, type LiveWork } from './state.ts'
 import { StreamTally } from './stream-tally.ts'
 import { collectUploads } from './upload.ts'
-import { USER_AGENT } from './version.ts'
 
 /** DELETE budget per operation inside the runner's 7.5 s SIGINT grace. */
 const CANCEL_TIMEOUT_MS = 3000
@@ -47,19 +46,19 @@ export async function run(deps: MainDeps = { exit: (code) => void exitAfterFlush
   }
 
   const controller = new AbortController()
-  const registry = new RemoteWorkRegistry(saveRemoteWork)
+  const registry = new RemoteWorkRegistry(saveLiveWork)
   const idleTimeout = Number(process.env[EVENTS_IDLE_TIMEOUT_ENV])
-  const provider = new ContreeProvider({
+  const provider = createProvider({
+    provider: inputs.provider,
     apiUrl: inputs.apiUrl,
     token: inputs.token,
     ...(inputs.project ? { project: inputs.project } : {}),
-    userAgent: USER_AGENT,
     registry,
     // The follower talks while a stop-commands window is open; its lines are printed once it closes.
     debug: deferDebug,
     ...(Number.isFinite(idleTimeout) && idleTimeout > 0 ? { eventsIdleTimeoutMs: idleTimeout } : {}),
   })
-  const cancelRemote = (work: RemoteWork): Promise<string> => provider.cancel(work.operationId, CANCEL_TIMEOUT_MS)
+  const cancelRemote = (work: LiveWork): Promise<string> => provider.cancel(work, CANCEL_TIMEOUT_MS)
   const cancellation = installCancellation({ registry, cancelRemote, controller, exit: deps.exit })
   const log = new RemoteLog()
   const report: RunReport = { operations: [] }
@@ -96,13 +95,13 @@ export async function run(deps: MainDeps = { exit: (code) => void exitAfterFlush
 }
 
 /** Outputs and summary rows for work a signal cut short, so later steps see what happened. */
-function recordCancelled(work: readonly RemoteWork[], report: RunReport): void {
+function recordCancelled(work: readonly LiveWork[], report: RunReport): void {
   core.setOutput('status', 'CANCELLED')
   const run = work.find((item) => item.label === 'run')
-  if (run) core.setOutput('operation-uuid', run.operationId)
+  if (run) core.setOutput('operation-uuid', run.id)
   for (const item of work) {
-    if (report.operations.some(({ outcome }) => outcome.operationId === item.operationId)) continue
-    report.operations.push({ label: item.label, outcome: unfinished(item.operationId, 'CANCELLED', 'the job was cancelled'), expectsExitCode: false })
+    if (report.operations.some(({ outcome }) => outcome.operationId === item.id)) continue
+    report.operations.push({ label: item.label, outcome: unfinished(item.id, 'CANCELLED', 'the job was cancelled'), expectsExitCode: false })
   }
 }
 

@@ -7,16 +7,32 @@ import * as core from '@actions/core'
 const IS_POST = 'isPost'
 const REMOTE_WORK = 'remoteWork'
 
-/** One remote operation the action started, with what the post step needs to reach it again. */
-export interface RemoteWork {
-  provider: 'contree'
-  apiUrl: string
+export type ProviderName = 'contree' | 'together'
+
+/**
+ * One piece of remote work the action started, with what the post step needs to reach it again and
+ * what cancelling it means: an `operation` (ConTree: DELETE it), a `build` (Together: DELETE the build),
+ * a `sandbox` (Together: terminate it).
+ */
+export interface LiveWork {
+  provider: ProviderName
+  kind: 'operation' | 'build' | 'sandbox'
+  id: string
+  /** The service base URL the work lives on (for a Together build: the builder's). */
+  endpoint: string
   project?: string
-  operationId: string
   /** What it was, for messages: "run", "import python:3.12", "build step 3/7". */
   label: string
-  /** `live` until the action saw it end; `cancel-requested` after a signal asked the service to stop it. */
+  /** `live` until the action saw it end; `cancel-requested` after the action asked the service to stop it. */
   state: 'live' | 'cancel-requested' | 'done'
+}
+
+const PROVIDERS: ReadonlySet<string> = new Set(['contree', 'together'])
+const KINDS: ReadonlySet<string> = new Set(['operation', 'build', 'sandbox'])
+
+/** The registry key of a piece of work: its id is unique only per provider and kind. */
+export function workKey(work: Pick<LiveWork, 'provider' | 'kind' | 'id'>): string {
+  return `${work.provider}/${work.kind}/${work.id}`
 }
 
 export function isPost(): boolean {
@@ -29,12 +45,12 @@ export function markMainStarted(): void {
 }
 
 /** Rewrites the whole list; the runner keeps the last value written for a key. Synchronous append. */
-export function saveRemoteWork(work: readonly RemoteWork[]): void {
+export function saveLiveWork(work: readonly LiveWork[]): void {
   core.saveState(REMOTE_WORK, JSON.stringify(work))
 }
 
 /** Reads the list main left behind; missing or malformed state is an empty list plus a reason. */
-export function readRemoteWork(): { work: RemoteWork[]; problem?: string } {
+export function readLiveWork(): { work: LiveWork[]; problem?: string } {
   const value = core.getState(REMOTE_WORK)
   if (!value) return { work: [] }
   let parsed: unknown
@@ -45,12 +61,15 @@ export function readRemoteWork(): { work: RemoteWork[]; problem?: string } {
   }
   if (!Array.isArray(parsed)) return { work: [], problem: 'the saved remote-work state is not a list' }
   const work = parsed.filter(
-    (item): item is RemoteWork =>
+    (item): item is LiveWork =>
       typeof item === 'object' &&
       item !== null &&
-      typeof item.operationId === 'string' &&
-      typeof item.apiUrl === 'string' &&
-      item.provider === 'contree',
+      typeof item.id === 'string' &&
+      item.id !== '' &&
+      typeof item.endpoint === 'string' &&
+      typeof item.label === 'string' &&
+      PROVIDERS.has(item.provider) &&
+      KINDS.has(item.kind),
   )
   return work.length === parsed.length ? { work } : { work, problem: 'some saved remote-work entries were malformed and skipped' }
 }

@@ -2,6 +2,7 @@
  * The provider boundary: the action's own language for remote work. Vendor wire types stay inside
  * providers/<name>/; everything outside speaks these types.
  */
+import type { LiveWork } from '../state.ts'
 
 export type OperationStatus = 'PENDING' | 'ASSIGNED' | 'EXECUTING' | 'SUCCESS' | 'FAILED' | 'CANCELLED'
 
@@ -157,6 +158,8 @@ export interface Provider {
   ): Promise<OperationOutcome>
   /** Current status of an operation; null when the service does not know it. */
   operationStatus(operationId: string, signal?: AbortSignal): Promise<OperationStatus | null>
-  /** Asks the service to stop an operation. Resolves to a short description of what happened. */
-  cancel(operationId: string, timeoutMs: number): Promise<string>
+  /** Asks the service to stop a piece of live work. Resolves to a short description of what happened. */
+  cancel(work: LiveWork, timeoutMs: number): Promise<string>
+  /** For the post step: is this work still running? null when the service does not know it. */
+  isAlive(work: LiveWork, signal?: AbortSignal): Promise<boolean | null>
 }

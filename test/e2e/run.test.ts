@@ -304,11 +304,11 @@ describe('cancellation', () => {
     await action.waitForStdout(/ready-42/)
     action.child.kill('SIGKILL') // a hard kill: no chance to cancel in-process
     const main = await action.done
-    const opId = JSON.parse(main.state.remoteWork ?? '[]')[0]?.operationId as string
+    const opId = JSON.parse(main.state.remoteWork ?? '[]')[0]?.id as string
     expect(emulator.operations().find((o) => o.uuid === opId)?.status).toBe('EXECUTING')
     const post = await runPost(main, { inputs: inputs({}) })
     expect(post.exitCode).toBe(0)
-    expect(post.stdout).toContain(`Cancelled run (operation ${opId}`)
+    expect(post.stdout).toContain(`Cancelled run (operation ${opId})`)
     await eventually(() => emulator.operations().find((o) => o.uuid === opId)?.status === 'CANCELLED', `operation ${opId} CANCELLED`)
     const again = await runPost(main, { inputs: inputs({}) })
     expect(again.exitCode).toBe(0)

@@ -4,6 +4,7 @@
  */
 import * as fs from 'node:fs'
 import type { RemoteWorkRegistry } from '../../cancel.ts'
+import type { LiveWork } from '../../state.ts'
 import { errorMessage } from '../../errors.ts'
 import { HttpError } from '../../http/errors.ts'
 import {
@@ -167,8 +168,13 @@ export class ContreeProvider implements Provider {
     }
   }
 
-  async cancel(operationId: string, timeoutMs: number): Promise<string> {
-    const result = await this.api.cancelOperation(operationId, { timeoutMs })
+  async isAlive(work: LiveWork, signal?: AbortSignal): Promise<boolean | null> {
+    const status = await this.operationStatus(work.id, signal)
+    return status === null ? null : !isTerminal(status)
+  }
+
+  async cancel(work: LiveWork, timeoutMs: number): Promise<string> {
+    const result = await this.api.cancelOperation(work.id, { timeoutMs })
     switch (result) {
       case 'cancelled':
         return 'cancel requested'
@@ -196,11 +202,11 @@ export class ContreeProvider implements Provider {
   ): Promise<OperationOutcome> {
     const operationId = await start(options.signal)
     const created = performance.now()
+    const work = { provider: 'contree', kind: 'operation', id: operationId } as const
     this.options.registry?.add({
-      provider: 'contree',
-      apiUrl: this.options.apiUrl,
+      ...work,
+      endpoint: this.options.apiUrl,
       ...(this.options.project ? { project: this.options.project } : {}),
-      operationId,
       label: options.label,
     })
     let outcome: OperationOutcome
@@ -215,7 +221,7 @@ export class ContreeProvider implements Provider {
       if (options.signal?.aborted) throw error
       throw await this.lost(operationId, options, error)
     }
-    this.options.registry?.finish(operationId)
+    this.options.registry?.finish(work)
     return outcome
   }
 
@@ -227,7 +233,7 @@ export class ContreeProvider implements Provider {
     } catch (error) {
       this.options.debug?.(`status of ${operationId} after losing it: ${errorMessage(error)}`)
     }
-    if (lastStatus !== null && isTerminal(lastStatus)) this.options.registry?.finish(operationId)
+    if (lastStatus !== null && isTerminal(lastStatus)) this.options.registry?.finish({ provider: 'contree', kind: 'operation', id: operationId })
     const seconds = options.deadlineMs === undefined ? 0 : Math.round(options.deadlineMs / 1000)
     let message: string
     if (cause instanceof FollowTimeoutError) {
