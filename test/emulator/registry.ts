@@ -1,7 +1,8 @@
 /**
  * A real OCI registry for tests: Debian's `docker-registry` (CNCF distribution) on loopback with
- * its own config and temp storage, plus `pushImage`, which pushes a small image over the
- * distribution API (no Docker needed).
+ * its own config and temp storage, plus pushing images over the distribution API (no Docker
+ * needed): small file images, the catalogue images of test-images.ts with their configs, and
+ * multi-platform indexes.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { accessSync, constants } from 'node:fs'
@@ -9,8 +10,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { delimiter, join } from 'node:path'
-import { buildOciImage, type Blob, type OciImageOptions } from './oci-image.ts'
+import { buildOciImage, buildOciIndex, type Blob, type OciImage, type OciImageOptions, type Platform } from './oci-image.ts'
 import type { TarFiles } from './tar-writer.ts'
+import { platformMarker, SERVICE_PLATFORM, testImageConfig, testImageTar, type TestImageName } from './test-images.ts'
 
 const BINARY = 'docker-registry'
 const INSTALL_HINT = `The '${BINARY}' binary is not installed; install it with: sudo apt-get update && sudo apt-get install -y docker-registry`
@@ -150,14 +152,21 @@ export async function freePort(): Promise<number> {
 }
 
 export interface PushedImage {
-  /** Manifest digest as the registry reports it (Docker-Content-Digest). */
+  /** Manifest digest as the registry reports it (Docker-Content-Digest); for an index, the index's. */
   digest: string
   manifest: Record<string, unknown>
   /** `host/name:tag` for the registry given, ready for parseReference. */
   reference: string
 }
 
-export type PushImageOptions = OciImageOptions
+export interface PushImageOptions extends OciImageOptions {
+  /**
+   * A catalogue image (test-images.ts) the files go on top of, as a second layer: its tree is the
+   * first layer and its config is the starting point `config` is merged over. Without it the image
+   * holds only `files` (no shell, no tools).
+   */
+  base?: TestImageName
+}
 
 /**
  * Pushes a one-platform OCI image built from `files` (see tar-writer.ts for the accepted shapes)
@@ -170,22 +179,74 @@ export async function pushImage(
   files: TarFiles,
   opts: PushImageOptions = {},
 ): Promise<PushedImage> {
-  const base = registryUrl.replace(/\/+$/, '')
-  const image = buildOciImage(files, opts)
-  for (const blob of [...image.layers, image.config]) await uploadBlob(base, name, blob)
+  const { base, ...imageOptions } = opts
+  const image = base
+    ? buildOciImage(testImageTar(base), {
+        ...imageOptions,
+        extraLayers: [files, ...(imageOptions.extraLayers ?? [])],
+        config: { ...testImageConfig(base), ...imageOptions.config },
+      })
+    : buildOciImage(files, imageOptions)
+  return pushOciImage(registryUrl, name, tag, image)
+}
 
-  const response = await fetch(`${base}/v2/${name}/manifests/${encodeURIComponent(tag)}`, {
+/** Pushes a catalogue image (test-images.ts) with its real config, as `name:tag`. */
+export function pushTestImage(registryUrl: string, name: string, tag: string, image: TestImageName): Promise<PushedImage> {
+  return pushOciImage(registryUrl, name, tag, buildOciImage(testImageTar(image), { config: testImageConfig(image), platform: SERVICE_PLATFORM }))
+}
+
+/**
+ * Pushes an image index under `name:tag`: the catalogue image for the service's platform (linux/amd64)
+ * and, for each further platform, an image holding only /etc/platform (nothing runnable). Every
+ * image, the runnable one included, says its platform in /etc/platform, so a test can tell which
+ * one an import picked.
+ */
+export async function pushMultiPlatformImage(
+  registryUrl: string,
+  name: string,
+  tag: string,
+  image: TestImageName,
+  otherPlatforms: readonly Platform[] = [{ os: 'linux', architecture: 'arm64', variant: 'v8' }],
+): Promise<PushedImage> {
+  const runnable = buildOciImage(testImageTar(image), {
+    extraLayers: [platformMarker(SERVICE_PLATFORM)],
+    config: testImageConfig(image),
+    platform: SERVICE_PLATFORM,
+  })
+  const markers = otherPlatforms.map((platform) => buildOciImage(platformMarker(platform), { platform }))
+  const images = [...markers, runnable]
+  const base = registryUrl.replace(/\/+$/, '')
+  for (const each of images) await pushManifest(base, name, each.manifest.digest, each)
+  const { index, indexObject } = buildOciIndex(images)
+  const digest = await putManifest(base, name, tag, index)
+  return { digest, manifest: indexObject, reference: `${new URL(base).host}/${name}:${tag}` }
+}
+
+/** Pushes the blobs and manifest of a built image as `name:tag`. */
+export async function pushOciImage(registryUrl: string, name: string, tag: string, image: OciImage): Promise<PushedImage> {
+  const base = registryUrl.replace(/\/+$/, '')
+  const digest = await pushManifest(base, name, tag, image)
+  return { digest, manifest: image.manifestObject, reference: `${new URL(base).host}/${name}:${tag}` }
+}
+
+async function pushManifest(base: string, name: string, reference: string, image: OciImage): Promise<string> {
+  for (const blob of [...image.layers, image.config]) await uploadBlob(base, name, blob)
+  return putManifest(base, name, reference, image.manifest)
+}
+
+async function putManifest(base: string, name: string, reference: string, manifest: Blob): Promise<string> {
+  const response = await fetch(`${base}/v2/${name}/manifests/${encodeURIComponent(reference)}`, {
     method: 'PUT',
-    headers: { 'content-type': image.manifest.mediaType },
-    body: image.manifest.bytes,
+    headers: { 'content-type': manifest.mediaType },
+    body: manifest.bytes,
   })
   const text = await response.text()
-  if (response.status !== 201) throw new Error(`pushing manifest ${name}:${tag} failed: ${response.status} ${text}`)
+  if (response.status !== 201) throw new Error(`pushing manifest ${name}:${reference} failed: ${response.status} ${text}`)
   const digest = response.headers.get('docker-content-digest') ?? ''
-  if (digest !== image.manifest.digest) {
-    throw new Error(`registry reported digest ${digest} for ${name}:${tag}, expected ${image.manifest.digest}`)
+  if (digest !== manifest.digest) {
+    throw new Error(`registry reported digest ${digest} for ${name}:${reference}, expected ${manifest.digest}`)
   }
-  return { digest, manifest: image.manifestObject, reference: `${new URL(base).host}/${name}:${tag}` }
+  return digest
 }
 
 async function uploadBlob(base: string, name: string, blob: Blob): Promise<void> {

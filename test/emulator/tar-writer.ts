@@ -1,13 +1,22 @@
 /**
  * A small, deterministic POSIX tar writer for building image layers in tests without Docker.
- * Same input → same bytes: fixed mtime, numeric owner 0:0, entries sorted, parents created.
- * Names that do not fit ustar's 100+155 split get a pax extended header.
+ * Same input → same bytes: fixed mtime, numeric owners (0:0 unless an entry says otherwise),
+ * entries sorted, parents created. Names that do not fit ustar's 100+155 split get a pax extended header.
  */
 
 export type TarEntryInput =
   | string
   | Uint8Array
-  | { content?: string | Uint8Array; mode?: number; type?: 'file' | 'dir' | 'symlink'; target?: string }
+  | {
+      content?: string | Uint8Array
+      /** Permission bits including setuid/setgid/sticky (e.g. 0o1777 for /tmp). */
+      mode?: number
+      type?: 'file' | 'dir' | 'symlink'
+      target?: string
+      /** Numeric owner; extractors must use --numeric-owner (names are not looked up). */
+      uid?: number
+      gid?: number
+    }
 
 /** Paths are relative to the image root (a leading '/' is dropped); a trailing '/' means a directory. */
 export type TarFiles = Record<string, TarEntryInput>
@@ -18,6 +27,8 @@ interface Entry {
   mode: number
   content: Uint8Array
   target: string
+  uid: number
+  gid: number
 }
 
 const BLOCK = 512
@@ -37,12 +48,14 @@ export function buildTar(files: TarFiles): Uint8Array {
       if (split === undefined) records['path'] = name
       if (linkTooLong) records['linkpath'] = entry.target
       const pax = paxBody(records)
-      chunks.push(header({ name: 'PaxHeader', prefix: '', type: 'x', mode: 0o644, size: pax.length, linkname: '' }), pad(pax))
+      chunks.push(header({ name: 'PaxHeader', prefix: '', type: 'x', mode: 0o644, size: pax.length, linkname: '', uid: 0, gid: 0 }), pad(pax))
     }
     const { prefix, base } = split ?? { prefix: '', base: truncateBytes(name, 100) }
     const typeFlag = entry.type === 'dir' ? '5' : entry.type === 'symlink' ? '2' : '0'
     const size = entry.type === 'file' ? entry.content.length : 0
-    chunks.push(header({ name: base, prefix, type: typeFlag, mode: entry.mode, size, linkname: linkTooLong ? '' : entry.target }))
+    chunks.push(
+      header({ name: base, prefix, type: typeFlag, mode: entry.mode, size, linkname: linkTooLong ? '' : entry.target, uid: entry.uid, gid: entry.gid }),
+    )
     if (entry.type === 'file') chunks.push(pad(entry.content))
   }
   // End of archive: two zero blocks.
@@ -61,8 +74,8 @@ function normalise(files: TarFiles): Entry[] {
     let entry: Entry
     if (typeof input === 'string' || input instanceof Uint8Array) {
       entry = isDirKey
-        ? { path, type: 'dir', mode: 0o755, content: new Uint8Array(), target: '' }
-        : { path, type: 'file', mode: 0o644, content: toBytes(input), target: '' }
+        ? { path, type: 'dir', mode: 0o755, content: new Uint8Array(), target: '', uid: 0, gid: 0 }
+        : { path, type: 'file', mode: 0o644, content: toBytes(input), target: '', uid: 0, gid: 0 }
     } else {
       const type = input.type ?? (isDirKey ? 'dir' : 'file')
       entry = {
@@ -71,6 +84,11 @@ function normalise(files: TarFiles): Entry[] {
         mode: input.mode ?? (type === 'file' ? 0o644 : type === 'dir' ? 0o755 : 0o777),
         content: type === 'file' ? toBytes(input.content ?? '') : new Uint8Array(),
         target: type === 'symlink' ? (input.target ?? '') : '',
+        uid: input.uid ?? 0,
+        gid: input.gid ?? 0,
+      }
+      for (const id of [entry.uid, entry.gid]) {
+        if (!Number.isInteger(id) || id < 0 || id > 0o7777777) throw new Error(`tar-writer: owner of "${rawPath}" must be 0..2097151`)
       }
       if (type === 'symlink' && entry.target === '') throw new Error(`tar-writer: symlink "${rawPath}" needs a target`)
     }
@@ -81,7 +99,7 @@ function normalise(files: TarFiles): Entry[] {
     const parts = path.split('/')
     for (let i = 1; i < parts.length; i++) {
       const parent = parts.slice(0, i).join('/')
-      if (!byPath.has(parent)) byPath.set(parent, { path: parent, type: 'dir', mode: 0o755, content: new Uint8Array(), target: '' })
+      if (!byPath.has(parent)) byPath.set(parent, { path: parent, type: 'dir', mode: 0o755, content: new Uint8Array(), target: '', uid: 0, gid: 0 })
     }
   }
   // Byte-wise order of the path puts every parent directly before its children.
@@ -109,14 +127,16 @@ interface HeaderFields {
   mode: number
   size: number
   linkname: string
+  uid: number
+  gid: number
 }
 
 function header(fields: HeaderFields): Uint8Array {
   const block = new Uint8Array(BLOCK)
   writeString(block, 0, 100, fields.name)
   writeOctal(block, 100, 8, fields.mode & 0o7777)
-  writeOctal(block, 108, 8, 0) // uid
-  writeOctal(block, 116, 8, 0) // gid
+  writeOctal(block, 108, 8, fields.uid)
+  writeOctal(block, 116, 8, fields.gid)
   writeOctal(block, 124, 12, fields.size)
   writeOctal(block, 136, 12, FIXED_MTIME)
   block.fill(0x20, 148, 156) // checksum is computed with its own field as spaces
@@ -124,8 +144,9 @@ function header(fields: HeaderFields): Uint8Array {
   writeString(block, 157, 100, fields.linkname)
   writeString(block, 257, 6, 'ustar') // magic "ustar\0"
   writeString(block, 263, 2, '00')
-  writeString(block, 265, 32, 'root')
-  writeString(block, 297, 32, 'root')
+  // Owner names only where they are certain; extraction goes by the numeric ids.
+  writeString(block, 265, 32, fields.uid === 0 ? 'root' : '')
+  writeString(block, 297, 32, fields.gid === 0 ? 'root' : '')
   writeString(block, 345, 155, fields.prefix)
   let sum = 0
   for (const byte of block) sum += byte

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { gunzipSync } from 'node:zlib'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { buildOciImage, OCI_MANIFEST } from '../emulator/oci-image.ts'
+import { buildOciImage, buildOciIndex, OCI_INDEX, OCI_MANIFEST } from '../emulator/oci-image.ts'
 import type { TarFiles } from '../emulator/tar-writer.ts'
 
 const splitName = `${'d'.repeat(90)}/${'f'.repeat(90)}.txt` // > 100 bytes: needs the ustar prefix
@@ -80,5 +80,37 @@ describe('buildOciImage', () => {
     const listing = execFileSync('tar', ['-tzf', archive], { encoding: 'utf8' }).trim().split('\n')
     // Parents are listed before their children.
     expect(listing.indexOf('usr/')).toBeLessThan(listing.indexOf('usr/local/bin/run'))
+  })
+
+  it('records numeric owners and special mode bits, which GNU tar restores with --numeric-owner', () => {
+    const image = buildOciImage({
+      'tmp/': { mode: 0o1777 },
+      'home/app/': { mode: 0o750, uid: 1000, gid: 1000 },
+      'home/app/notes': { content: 'n', mode: 0o640, uid: 1000, gid: 100 },
+      'usr/bin/tool': { content: 't', mode: 0o4755 },
+    })
+    const verbose = execFileSync('tar', ['-tvzf', '-', '--numeric-owner'], { input: image.layers[0]?.bytes, encoding: 'utf8' })
+    const line = (name: string) => verbose.split('\n').find((entry) => entry.endsWith(` ${name}`)) ?? ''
+    expect(line('tmp/')).toMatch(/^drwxrwxrwt 0\/0 /)
+    expect(line('home/app/')).toMatch(/^drwxr-x--- 1000\/1000 /)
+    expect(line('home/app/notes')).toMatch(/^-rw-r----- 1000\/100 /)
+    expect(line('usr/bin/tool')).toMatch(/^-rwsr-xr-x 0\/0 /)
+  })
+})
+
+describe('buildOciIndex', () => {
+  it('lists one manifest per platform, with the platform of each image config', () => {
+    const amd64 = buildOciImage({ 'etc/platform': 'amd64' }, { config: { WorkingDir: '/w', User: '1000' } })
+    const arm64 = buildOciImage({ 'etc/platform': 'arm64' }, { platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } })
+    const { index, indexObject } = buildOciIndex([amd64, arm64])
+    expect(index.mediaType).toBe(OCI_INDEX)
+    expect(indexObject.manifests).toEqual([
+      { mediaType: OCI_MANIFEST, digest: amd64.manifest.digest, size: amd64.manifest.bytes.length, platform: { os: 'linux', architecture: 'amd64' } },
+      { mediaType: OCI_MANIFEST, digest: arm64.manifest.digest, size: arm64.manifest.bytes.length, platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } },
+    ])
+    const config = JSON.parse(new TextDecoder().decode(arm64.config.bytes)) as Record<string, unknown>
+    expect(config).toMatchObject({ os: 'linux', architecture: 'arm64', variant: 'v8' })
+    const amd64Config = JSON.parse(new TextDecoder().decode(amd64.config.bytes)) as { config: Record<string, unknown> }
+    expect(amd64Config.config).toEqual({ Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], WorkingDir: '/w', User: '1000' })
   })
 })
