@@ -1,9 +1,10 @@
-import { createHash } from 'node:crypto'
+import { createHash, randomUUID } from 'node:crypto'
 import { readdirSync, readFileSync } from 'node:fs'
 import { createGunzip } from 'node:zlib'
 import { Readable } from 'node:stream'
 import { request } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { staticBusybox } from '../test-images.ts'
 import { startContreeEmulator, type ContreeEmulator } from './index.ts'
 import { call, decodeRepr, parseSse, readStream, spawn, waitStatus, waitTerminal } from './test-client.ts'
 
@@ -69,15 +70,23 @@ describe('ConTree emulator: API surface', () => {
     expect((await call(base, 'GET', '/v1/inspect/not-an-image/')).status).toBe(404)
   })
 
-  it('lists images by tag prefix and moves tags between images', async () => {
+  it('lists images by tag prefix; a tag another image holds is refused (409) until deleted there', async () => {
     const a = await emu.seedImage({ tag: 'prefix-test/a:1' })
     const b = await emu.seedImage({ tag: 'prefix-test/b:1' })
     const listed = (await call(base, 'GET', '/v1/images?tag=prefix-test/')).json().images.map((i: any) => i.uuid)
     expect(listed.sort()).toEqual([a, b].sort())
+    const refused = await call(base, 'PATCH', `/v1/images/${b}/tag`, { body: { tag: 'prefix-test/a:1' } })
+    expect(refused.status).toBe(409)
+    expect(refused.json().error).toContain(a)
+    expect(emu.images().find((i) => i.uuid === a)?.tag).toBe('prefix-test/a:1')
+    expect(emu.images().find((i) => i.uuid === b)?.tag).toBe('prefix-test/b:1')
+    expect((await call(base, 'DELETE', `/v1/images/${a}/tag`)).status).toBe(204)
     const patched = await call(base, 'PATCH', `/v1/images/${b}/tag`, { body: { tag: 'prefix-test/a:1' } })
     expect(patched.status).toBe(200)
     expect(patched.json()).toMatchObject({ uuid: b, tag: 'prefix-test/a:1' })
     expect(emu.images().find((i) => i.uuid === a)?.tag).toBeNull()
+    // Re-tagging the holder with its own tag is fine.
+    expect((await call(base, 'PATCH', `/v1/images/${b}/tag`, { body: { tag: 'prefix-test/a:1' } })).status).toBe(200)
     expect((await call(base, 'DELETE', `/v1/images/${b}/tag`)).status).toBe(204)
     expect(emu.images().find((i) => i.uuid === b)?.tag).toBeNull()
   })
@@ -232,14 +241,30 @@ describe('ConTree emulator: instances', () => {
     expect(record.image_uuid).toBe(image)
   })
 
-  it('runs in the instance root: chrooted when sandboxed, with host mount points gone afterwards', async () => {
-    const op = await spawn(base, { command: 'pwd; cat /etc/hostname', shell: true, cwd: '/work/dir' })
+  it('runs chrooted in the instance root, and mount points it had to make are gone afterwards', async () => {
+    // An image with nothing but busybox: no /dev, no /proc of its own.
+    const bare = await emu.seedImage({
+      files: {
+        'bin/busybox': { content: staticBusybox().bytes, mode: 0o755 },
+        'bin/sh': { type: 'symlink', target: 'busybox' },
+        'bin/cat': { type: 'symlink', target: 'busybox' },
+        'etc/hostname': 'bare\n',
+      },
+    })
+    const note = (await call(base, 'POST', '/v1/files', { body: 'note\n' })).json()
+    const op = await spawn(base, {
+      image: bare,
+      command: 'pwd; cat /etc/hostname; echo gone > /dev/null && echo dev-null-works',
+      shell: true,
+      cwd: '/work/dir',
+      env: { PATH: '/bin' },
+      files: { '/work/dir/note.txt': { uuid: note.uuid } },
+    })
     const record = await waitTerminal(base, op)
-    expect(record.metadata.result.stdout.value.split('\n')[0]).toMatch(/\/work\/dir$/)
+    expect(record.metadata.result.stdout.value).toBe('/work/dir\nbare\ndev-null-works\n')
     const image = emu.images().find((i) => i.uuid === record.result_image_uuid)
     const { readdir } = await import('node:fs/promises')
-    expect((await readdir(image!.dir)).sort()).toEqual(['etc', 'root', 'tmp', 'work'])
-    if (emu.sandboxed) expect(record.metadata.result.stdout.value).toBe('/work/dir\ncontree\n')
+    expect((await readdir(image!.dir)).sort()).toEqual(['bin', 'etc', 'work'])
   })
 
   it('injects uploaded files with their mode before the command runs', async () => {
@@ -250,12 +275,17 @@ describe('ConTree emulator: instances', () => {
       disposable: true,
     })
     const record = await waitTerminal(base, op)
-    if (emu.sandboxed) expect(record.metadata.result.stdout.value).toBe('from script\n')
+    expect(record.metadata.result.stdout.value).toBe('from script\n')
     expect(record.result_image_uuid).toBeNull()
     const missing = await call(base, 'POST', '/v1/instances', {
-      body: { image: 'tag:busybox:latest', command: 'true', files: { '/x': { uuid: 'nope' } } },
+      body: { image: 'tag:busybox:latest', command: 'true', files: { '/x': { uuid: randomUUID() } } },
     })
     expect(missing.status).toBe(404)
+    const notAUuid = await call(base, 'POST', '/v1/instances', {
+      body: { image: 'tag:busybox:latest', command: 'true', files: { '/x': { uuid: 'nope' } } },
+    })
+    expect(notAUuid.status).toBe(400)
+    expect(notAUuid.json().error).toContain('files["/x"].uuid')
   })
 
   it('times out: SUCCESS with timed_out, exit -1 and signal 9', async () => {
@@ -287,17 +317,35 @@ describe('ConTree emulator: instances', () => {
     expect(log.at(-1)?.event.data.status).toBe('CANCELLED')
   })
 
-  it('caps captured output but streams every byte, with one truncated event per stream', async () => {
-    const op = await spawn(base, { command: 'head -c 100000 /dev/zero | tr "\\0" x', shell: true, truncate_output_at: 10 })
+  it('cuts each stream at truncate_output_at: the rest is neither streamed nor kept, and one truncated event says so', async () => {
+    const op = await spawn(base, {
+      command: 'head -c 100000 /dev/zero | tr "\\0" x; echo short >&2',
+      shell: true,
+      truncate_output_at: 10,
+    })
     const record = await waitTerminal(base, op)
     expect(record.metadata.result.stdout).toEqual({ value: 'x'.repeat(10), encoding: 'ascii', truncated: true })
+    expect(record.metadata.result.stderr).toEqual({ value: 'short\n', encoding: 'ascii', truncated: false })
     const log = events((await readStream(base, `/v1/operations/${op}/events`)).text)
     const truncated = log.filter(({ event }) => event.type === 'truncated')
     expect(truncated).toHaveLength(1)
-    expect(truncated[0]?.event.data).toMatchObject({ stream: 'stdout', bytes_emitted: 10 })
+    expect(truncated[0]?.event).toMatchObject({ spid: 1, data: { stream: 'stdout', bytes_emitted: 10, bytes_dropped: 99990 } })
+    const types = log.map(({ event }) => event.type)
+    expect(types.indexOf('truncated')).toBeLessThan(types.indexOf('exit'))
     const streamed = log.filter(({ event }) => event.type === 'stdout').map(({ event }) => decodeRepr(event.data))
-    expect(Buffer.concat(streamed).length).toBe(100000)
+    expect(Buffer.concat(streamed).toString()).toBe('x'.repeat(10))
+  })
+
+  it('caps at 1 MiB when truncate_output_at is absent', async () => {
+    const op = await spawn(base, { command: 'head -c 1100000 /dev/zero', shell: true })
+    const record = await waitTerminal(base, op)
+    expect(decodeRepr(record.metadata.result.stdout).length).toBe(1048576)
+    expect(record.metadata.result.stdout.truncated).toBe(true)
+    const log = events((await readStream(base, `/v1/operations/${op}/events`)).text)
+    const streamed = log.filter(({ event }) => event.type === 'stdout').map(({ event }) => decodeRepr(event.data))
+    expect(Buffer.concat(streamed).length).toBe(1048576)
     expect(streamed.every((chunk) => chunk.length <= 64 * 1024)).toBe(true)
+    expect(log.find(({ event }) => event.type === 'truncated')?.event.data).toEqual({ stream: 'stdout', bytes_emitted: 1048576, bytes_dropped: 1100000 - 1048576 })
   })
 
   it('lists operations as a bare array with filters', async () => {

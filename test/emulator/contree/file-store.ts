@@ -56,11 +56,6 @@ export class FileStore {
     return this.byUuid.get(uuid)
   }
 
-  /** Spawn `files` maps name uploads by uuid; a sha256 is tolerated too. */
-  lookup(reference: string): FileRecord | undefined {
-    return this.byUuid.get(reference) ?? this.bySha.get(reference.toLowerCase())
-  }
-
   /** Drops a stored file, as the service's retention eventually does. True when it existed. */
   forget(sha256: string): boolean {
     const record = this.bySha.get(sha256.toLowerCase())

@@ -1,6 +1,8 @@
 // Response helpers: every buffered body is gzip'ed like the real API (Content-Encoding + Content-Length).
+import { createReadStream } from 'node:fs'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { gzipSync } from 'node:zlib'
+import { pipeline } from 'node:stream/promises'
+import { constants as zlibConstants, createGzip, gzipSync } from 'node:zlib'
 
 export interface ResponseContext {
   gzip: boolean
@@ -70,6 +72,24 @@ export function sendEmpty(res: ServerResponse, status: number, headers: Record<s
   if (status !== 204 && status !== 304 && res.req.method !== 'HEAD') res.setHeader('Content-Length', '0')
   res.writeHead(status)
   res.end()
+}
+
+/** Bytes per chunk of a streamed file (the stub sends archives in 1 KiB chunks; bigger is kinder to CPUs). */
+const STREAM_CHUNK_BYTES = 16 * 1024
+
+/**
+ * Streams a file as a chunked body, gzip'ed with a sync flush per chunk like every stream of the
+ * real API, then closes the connection.
+ */
+export async function streamFile(ctx: ResponseContext, res: ServerResponse, file: string, contentType: string): Promise<void> {
+  res.setHeader('Content-Type', contentType)
+  res.setHeader('Cache-Control', 'no-cache')
+  res.setHeader('Connection', 'close')
+  if (ctx.gzip) res.setHeader('Content-Encoding', 'gzip')
+  res.writeHead(200)
+  const source = createReadStream(file, { highWaterMark: STREAM_CHUNK_BYTES })
+  if (ctx.gzip) await pipeline(source, createGzip({ flush: zlibConstants.Z_SYNC_FLUSH }), res)
+  else await pipeline(source, res)
 }
 
 /** Thrown by handlers to answer with an Error body. */

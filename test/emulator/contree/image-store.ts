@@ -1,12 +1,13 @@
-// Images are real directory trees under <dataDir>/images/<uuid>; the record keeps the single tag.
-import { execFile } from 'node:child_process'
+// Images are real directory trees under <dataDir>/images/<uuid>, written through the root-fs helper
+// so their owners are real; the record keeps the single tag, and the OCI config when one is known.
 import { randomUUID } from 'node:crypto'
-import { chmod, mkdir, writeFile } from 'node:fs/promises'
-import { dirname, join, resolve } from 'node:path'
-import { promisify } from 'node:util'
+import { mkdir, rm, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { ImageRuntimeConfig } from '../oci-image.ts'
+import { buildTar, type TarFiles } from '../tar-writer.ts'
+import { testImageConfig, testImageTar, type TestImageName } from '../test-images.ts'
+import type { RootFs } from './rootfs/client.ts'
 import type { ImageView, SeedFile } from './types.ts'
-
-const run = promisify(execFile)
 
 export interface ImageRecord {
   uuid: string
@@ -16,6 +17,8 @@ export interface ImageRecord {
   dir: string
   /** Manifest digest of an imported image, so a re-import can reuse the tree. */
   digest: string | null
+  /** The image config's `config` (Env, WorkingDir, User …) of imported and catalogue images. */
+  config: ImageRuntimeConfig | null
 }
 
 export interface WireImage {
@@ -25,22 +28,37 @@ export interface WireImage {
   operation_uuid: string | null
 }
 
+/** A tag is held by one image at a time: assigning it elsewhere is refused (409), never moved. */
+export class TagConflictError extends Error {
+  readonly holder: string
+  constructor(tag: string, holder: string) {
+    super(`tag ${tag} is held by image ${holder}; delete it there first`)
+    this.holder = holder
+  }
+}
+
 export function toWireImage(image: ImageRecord): WireImage {
   return { uuid: image.uuid, tag: image.tag, created_at: image.createdAt, operation_uuid: image.operationUuid }
 }
 
-/** Copies a tree without hardlinks so the parent image stays immutable. */
-export async function copyTree(from: string, to: string): Promise<void> {
-  await mkdir(dirname(to), { recursive: true })
-  await run('cp', ['-a', '--reflink=auto', from, to])
+export interface SeedOptions {
+  tag?: string
+  /** A catalogue image (test-images.ts) as the first layer; its config is kept on the record. */
+  image?: TestImageName
+  /** Files on top (tar-writer shapes: a trailing '/' makes a directory; content, mode, uid, gid, symlinks). */
+  files?: Record<string, SeedFile>
 }
 
 export class ImageStore {
   private readonly root: string
+  private readonly scratch: string
+  private readonly fs: RootFs
   private readonly byUuid = new Map<string, ImageRecord>()
 
-  constructor(dataDir: string) {
+  constructor(dataDir: string, fs: RootFs) {
     this.root = join(dataDir, 'images')
+    this.scratch = join(dataDir, 'tmp')
+    this.fs = fs
   }
 
   /** A fresh directory path for a new image; the caller fills it, then calls register(). */
@@ -49,15 +67,8 @@ export class ImageStore {
     return { uuid, dir: join(this.root, uuid) }
   }
 
-  register(uuid: string, dir: string, operationUuid: string | null, digest: string | null = null): ImageRecord {
-    const record: ImageRecord = {
-      uuid,
-      tag: null,
-      createdAt: new Date().toISOString(),
-      operationUuid,
-      dir,
-      digest,
-    }
+  register(uuid: string, dir: string, operationUuid: string | null, digest: string | null = null, config: ImageRuntimeConfig | null = null): ImageRecord {
+    const record: ImageRecord = { uuid, tag: null, createdAt: new Date().toISOString(), operationUuid, dir, digest, config }
     this.byUuid.set(uuid, record)
     return record
   }
@@ -82,11 +93,12 @@ export class ImageStore {
     return this.get(reference) ?? undefined
   }
 
-  /** A tag names one image: assigning it takes it from whichever image held it. */
+  /** Gives the image the tag (replacing its own); throws TagConflictError when another image holds it. */
   setTag(uuid: string, tag: string): ImageRecord {
     const image = this.byUuid.get(uuid)
     if (!image) throw new Error(`image ${uuid} not found`)
-    for (const other of this.byUuid.values()) if (other.tag === tag) other.tag = null
+    const holder = this.findByTag(tag)
+    if (holder && holder.uuid !== uuid) throw new TagConflictError(tag, holder.uuid)
     image.tag = tag
     return image
   }
@@ -107,27 +119,28 @@ export class ImageStore {
       createdAt: image.createdAt,
       operationUuid: image.operationUuid,
       dir: image.dir,
+      config: image.config === null ? null : structuredClone(image.config),
     }))
   }
 
-  async seed(opts: { tag?: string; files?: Record<string, SeedFile> }): Promise<ImageRecord> {
+  /** A new image from a catalogue tree and/or files, unpacked like an imported layer. */
+  async seed(opts: SeedOptions): Promise<ImageRecord> {
     const { uuid, dir } = this.allocate()
-    await mkdir(dir, { recursive: true, mode: 0o755 })
-    for (const [path, spec] of Object.entries(opts.files ?? {})) {
-      const target = resolve(dir, '.' + (path.startsWith('/') ? path : '/' + path))
-      if (!target.startsWith(dir + '/')) throw new Error(`seed path escapes the image: ${path}`)
-      const content = typeof spec === 'string' || spec instanceof Uint8Array ? spec : spec.content
-      const mode = typeof spec === 'object' && !(spec instanceof Uint8Array) ? spec.mode : undefined
-      if (path.endsWith('/')) {
-        await mkdir(target, { recursive: true })
-        if (mode !== undefined) await chmod(target, mode)
-        continue
+    const layers: Uint8Array[] = []
+    if (opts.image) layers.push(testImageTar(opts.image))
+    if (opts.files && Object.keys(opts.files).length > 0) layers.push(buildTar(opts.files as TarFiles))
+    await this.fs.call('makeDirectory', { path: dir, mode: 0o755 })
+    await mkdir(this.scratch, { recursive: true })
+    for (const [index, layer] of layers.entries()) {
+      const tarFile = join(this.scratch, `seed-${uuid}-${index}.tar`)
+      await writeFile(tarFile, layer)
+      try {
+        await this.fs.call('applyLayer', { root: dir, tarFile, keepDirectories: index > 0 })
+      } finally {
+        await rm(tarFile, { force: true })
       }
-      await mkdir(dirname(target), { recursive: true })
-      await writeFile(target, content)
-      if (mode !== undefined) await chmod(target, mode)
     }
-    const record = this.register(uuid, dir, null)
+    const record = this.register(uuid, dir, null, null, opts.image ? testImageConfig(opts.image) : null)
     if (opts.tag) this.setTag(uuid, opts.tag)
     return record
   }

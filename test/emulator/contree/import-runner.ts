@@ -1,12 +1,14 @@
 // The life of one image_import operation: pull the image for real from an OCI registry, unpack its
-// layers into a new image tree, tag it. Progress goes to the event log as stdout lines.
-import { mkdir, rename, rm } from 'node:fs/promises'
-import { dirname, join } from 'node:path'
+// layers (owners and modes as the tars say, through the root-fs helper) into a new image tree, tag
+// it. Progress goes to the event log as stdout lines.
+import { mkdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { ImageRuntimeConfig } from '../oci-image.ts'
 import type { ImageStore } from './image-store.ts'
-import { appendInit, completeOperation, imageSizeBytes } from './instance-runner.ts'
-import { applyLayer } from './layer-apply.ts'
+import { appendInit, completeOperation } from './instance-runner.ts'
 import type { Operation } from './operations.ts'
 import { parseRegistryUrl, RegistryClient, type Credentials } from './registry-client.ts'
+import type { RootFs } from './rootfs/client.ts'
 
 export interface ImportRequest {
   url: string
@@ -18,6 +20,7 @@ export interface ImportRequest {
 export interface ImportContext {
   images: ImageStore
   dataDir: string
+  sandbox: { fs: RootFs }
   stateDelayMs: number
   legacyCompletionFields: boolean
 }
@@ -25,6 +28,7 @@ export interface ImportContext {
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 export async function runImport(ctx: ImportContext, op: Operation, request: ImportRequest): Promise<void> {
+  const fs = ctx.sandbox.fs
   const abort = new AbortController()
   let timedOut = false
   const timer = setTimeout(() => {
@@ -34,6 +38,7 @@ export async function runImport(ctx: ImportContext, op: Operation, request: Impo
   op.cancel = () => abort.abort(new Error('cancelled'))
   const work = join(ctx.dataDir, 'tmp', op.uuid)
   const say = (line: string) => op.log.appendOutput(1, 'stdout', Buffer.from(line + '\n'))
+  let outcome: { status: 'SUCCESS' | 'FAILED' | 'CANCELLED'; error: string | null } = { status: 'FAILED', error: 'emulator: import did not finish' }
   try {
     await sleep(ctx.stateDelayMs)
     if (!op.cancelRequested) op.status = 'ASSIGNED'
@@ -54,37 +59,38 @@ export async function runImport(ctx: ImportContext, op: Operation, request: Impo
     } else {
       const { uuid, dir } = ctx.images.allocate()
       const staging = join(work, 'rootfs')
-      await mkdir(staging, { recursive: true, mode: 0o755 })
+      await mkdir(work, { recursive: true })
+      await fs.call('makeDirectory', { path: staging, mode: 0o755 })
       for (const [index, layer] of manifest.layers.entries()) {
         say(`pulling ${layer.digest} (${layer.size ?? '?'} bytes)`)
         const blob = join(work, `layer-${index}`)
         await client.downloadBlob(layer.digest, blob)
-        await applyLayer(staging, blob)
-        await rm(blob, { force: true })
+        await fs.call('applyLayer', { root: staging, tarFile: blob })
       }
-      await mkdir(dirname(dir), { recursive: true })
-      await rename(staging, dir)
-      image = ctx.images.register(uuid, dir, op.uuid, manifest.digest)
+      await fs.call('moveTree', { from: staging, to: dir })
+      image = ctx.images.register(uuid, dir, op.uuid, manifest.digest, manifest.config as ImageRuntimeConfig | null)
       say(`unpacked into image ${uuid}`)
     }
+    // Like PATCH …/tag: a tag another image holds is not taken from it (the import fails instead).
     if (request.tag) {
       ctx.images.setTag(image.uuid, request.tag)
       op.resultTag = request.tag
     }
     op.resultImageUuid = image.uuid
-    op.imageSize = await imageSizeBytes(image.dir)
-    op.status = 'SUCCESS'
+    op.imageSize = await fs.call('treeSize', { path: image.dir })
+    outcome = { status: 'SUCCESS', error: null }
   } catch (error) {
-    if (op.cancelRequested) {
-      op.status = 'CANCELLED'
-    } else {
-      op.status = 'FAILED'
-      op.error = timedOut ? 'timeout' : `import of ${request.url} failed: ${(error as Error).message}`
-    }
+    outcome = op.cancelRequested
+      ? { status: 'CANCELLED', error: null }
+      : { status: 'FAILED', error: timedOut ? 'timeout' : `import of ${request.url} failed: ${(error as Error).message}` }
   } finally {
     clearTimeout(timer)
     op.cancel = null
-    await rm(work, { recursive: true, force: true }).catch(() => undefined)
+    await fs.call('removeTree', { path: work }).catch(() => undefined)
   }
+  // The record turns terminal in the same turn as the completion event is logged: a client that
+  // sees the terminal status and then reads the retained log finds the completion in it.
+  op.status = outcome.status
+  op.error = outcome.error
   completeOperation(ctx, op)
 }

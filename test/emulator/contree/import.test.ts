@@ -5,7 +5,9 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { gzipSync } from 'node:zlib'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { testImageTar } from '../test-images.ts'
 import { startContreeEmulator, type ContreeEmulator } from './index.ts'
 import { call, parseSse, readStream, spawn, waitTerminal } from './test-client.ts'
 
@@ -27,16 +29,22 @@ async function startFakeRegistry(work: string) {
     blobs.set(sha(bytes), bytes)
     return { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: sha(bytes), size: bytes.length }
   }
+  // The first layer is the busybox test image, so the imported image can run something.
+  const baseBytes = gzipSync(testImageTar('base'))
+  blobs.set(sha(baseBytes), baseBytes)
+  const baseLayer = { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: sha(baseBytes), size: baseBytes.length }
   const lower = layer('lower', { 'hello.txt': 'hello from the registry\n', 'gone.txt': 'x', 'dir/old.txt': 'old' })
   const upper = layer('upper', { '.wh.gone.txt': '', 'dir/.wh..wh..opq': '', 'dir/new.txt': 'new' })
-  const config = Buffer.from('{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}')
+  const config = Buffer.from(
+    JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Env: ['PATH=/bin', 'FROM_CONFIG=1'], WorkingDir: '/dir' }, rootfs: { type: 'layers', diff_ids: [] } }),
+  )
   blobs.set(sha(config), config)
   const manifest = Buffer.from(
     JSON.stringify({
       schemaVersion: 2,
       mediaType: 'application/vnd.oci.image.manifest.v1+json',
       config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha(config), size: config.length },
-      layers: [lower, upper],
+      layers: [baseLayer, lower, upper],
     }),
   )
   const decoy = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', layers: [] }))
@@ -132,10 +140,15 @@ describe('ConTree emulator: image import from an OCI registry', () => {
     expect(log.at(-1)?.event).toBe('completion')
     expect(log.some((f) => f.event === 'stdout' && f.data.includes('pulling sha256:'))).toBe(true)
 
-    if (emu.sandboxed) {
-      const run = await spawn(emu.url, { image: 'tag:imported:v1', command: 'cat', args: ['/hello.txt'] })
-      expect((await waitTerminal(emu.url, run)).metadata.result.stdout.value).toBe('hello from the registry\n')
-    }
+    const run = await spawn(emu.url, { image: 'tag:imported:v1', command: 'cat', args: ['/hello.txt'] })
+    expect((await waitTerminal(emu.url, run)).metadata.result.stdout.value).toBe('hello from the registry\n')
+    // Owners and modes come from the layers, as the sandbox sees them.
+    const owners = await spawn(emu.url, { image: 'tag:imported:v1', command: 'stat -c "%n %u:%g %a" /home/app /tmp /root', shell: true })
+    expect((await waitTerminal(emu.url, owners)).metadata.result.stdout.value).toBe('/home/app 1000:1000 755\n/tmp 0:0 1777\n/root 0:0 700\n')
+    // The config is kept (for the emulator's users); a spawn does not apply it.
+    expect(image?.config).toEqual({ Env: ['PATH=/bin', 'FROM_CONFIG=1'], WorkingDir: '/dir' })
+    const env = await spawn(emu.url, { image: 'tag:imported:v1', command: 'echo "${FROM_CONFIG:-unset} $(pwd)"', shell: true })
+    expect((await waitTerminal(emu.url, env)).metadata.result.stdout.value).toBe('unset /\n')
 
     // Same manifest again: a new operation that reuses the image; the tag stays with it.
     const again = await importImage({ registry: { url: `docker://${registry.host}/test/img:single`, credentials: { username: 'user', password: 'pw' } } })

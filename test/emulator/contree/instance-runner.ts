@@ -1,27 +1,24 @@
-// The life of one instance operation: PENDING → ASSIGNED → EXECUTING, copy the image tree, inject
-// files, run the command, stream its output into the event log, and turn the root into the result image.
-import { execFile, type ChildProcess } from 'node:child_process'
-import { chmod, chown, copyFile, mkdir, rename, rm } from 'node:fs/promises'
+// The life of one instance operation: PENDING → ASSIGNED → EXECUTING, copy the image tree, place
+// the files, check the working directory and the executable, run the command in the sandbox, stream
+// its output (up to the cap) into the event log, and turn the root into the result image.
+import type { ChildProcess } from 'node:child_process'
 import { constants as osConstants, hostname } from 'node:os'
-import { dirname, join, posix } from 'node:path'
-import { promisify } from 'node:util'
+import { join, posix } from 'node:path'
+import { STANDARD_PATH } from '../oci-image.ts'
 import type { FileRecord } from './file-store.ts'
-import { copyTree, type ImageRecord, type ImageStore } from './image-store.ts'
+import type { ImageRecord, ImageStore } from './image-store.ts'
 import type { Operation } from './operations.ts'
-import { killGroup, launch, planMounts, undoMounts, type MountPlan, type SandboxInfo } from './sandbox.ts'
+import { killGroup, type Sandbox } from './sandbox.ts'
 import { encodeStream } from './stream-repr.ts'
-
-const run = promisify(execFile)
 
 /** Raw bytes per stdout/stderr event, like the real init's read buffer. */
 export const MAX_EVENT_BYTES = 64 * 1024
-const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 const SECRET_SUFFIXES = ['token', 'secret', 'password', 'api_key', 'credentials', 'authorization']
 
 export interface SpawnFile {
   file: FileRecord
   path: string
-  mode: number | null
+  mode: number
   uid: number
   gid: number
 }
@@ -44,7 +41,7 @@ export interface SpawnSpec {
 export interface RunnerContext {
   images: ImageStore
   dataDir: string
-  sandbox: SandboxInfo
+  sandbox: Sandbox
   stateDelayMs: number
   legacyCompletionFields: boolean
   /** Process groups alive now, so close() can kill them. */
@@ -80,15 +77,6 @@ const ZERO_RESOURCES = {
   signals_received: 0,
 }
 
-export async function imageSizeBytes(dir: string): Promise<number> {
-  try {
-    const { stdout } = await run('du', ['-sb', dir])
-    return Number.parseInt(stdout, 10) || 0
-  } catch {
-    return 0
-  }
-}
-
 /** Appends the completion event after the record is final, so a client reacting to it reads a terminal status. */
 export function completeOperation(ctx: { legacyCompletionFields: boolean }, op: Operation): void {
   op.finishedMs = Date.now()
@@ -107,56 +95,49 @@ export function completeOperation(ctx: { legacyCompletionFields: boolean }, op: 
   op.log.finish(data)
 }
 
-/** Captures a stream up to the cap for the operation record; the event log always gets every byte. */
-class Capture {
+/**
+ * One output stream against its cap (truncate_output_at): bytes up to the cap are streamed and kept
+ * for the operation record, the rest are only counted.
+ */
+class CappedStream {
   private readonly chunks: Buffer[] = []
-  private kept = 0
   private readonly cap: number
+  kept = 0
   dropped = 0
+
   constructor(cap: number) {
     this.cap = cap
   }
 
-  /** Returns true the first time the cap is crossed. */
-  add(chunk: Buffer): boolean {
-    const room = this.cap - this.kept
-    const wasTruncated = this.dropped > 0
-    if (room >= chunk.length) {
-      this.chunks.push(chunk)
-      this.kept += chunk.length
-      return false
+  /** The part of `chunk` that is still within the cap (possibly empty). */
+  take(chunk: Buffer): Buffer {
+    const room = Math.max(this.cap - this.kept, 0)
+    const inside = room >= chunk.length ? chunk : chunk.subarray(0, room)
+    if (inside.length > 0) {
+      this.chunks.push(inside)
+      this.kept += inside.length
     }
-    if (room > 0) {
-      this.chunks.push(chunk.subarray(0, room))
-      this.kept += room
-    }
-    this.dropped += chunk.length - Math.max(room, 0)
-    return !wasTruncated
+    this.dropped += chunk.length - inside.length
+    return inside
   }
 
   repr() {
     return encodeStream(Buffer.concat(this.chunks, this.kept), this.dropped > 0)
   }
-
-  get keptBytes(): number {
-    return this.kept
-  }
 }
 
-async function writeInjectedFiles(root: string, files: SpawnFile[]): Promise<void> {
-  for (const spec of files) {
-    const target = join(root, posix.normalize(spec.path))
-    await mkdir(dirname(target), { recursive: true })
-    await rm(target, { force: true })
-    await copyFile(spec.file.path, target)
-    await chmod(target, spec.mode ?? 0o644)
-    if (process.getuid?.() === 0) await chown(target, spec.uid, spec.gid)
-  }
+/** Why the command cannot start, in the words of the operation's `error` (null: it can). */
+async function startProblem(ctx: RunnerContext, root: string, cwd: string, command: string, searchPath: string): Promise<string | null> {
+  const state = await ctx.sandbox.fs.call('directoryState', { root, path: cwd })
+  if (state === 'missing') return `working directory ${cwd}: no such file or directory`
+  if (state === 'not-a-directory') return `working directory ${cwd}: not a directory`
+  const executable = await ctx.sandbox.fs.call('findExecutable', { root, cwd, command, searchPath })
+  return 'problem' in executable ? `cannot execute ${executable.problem}` : null
 }
 
 export async function runInstance(ctx: RunnerContext, op: Operation, spec: SpawnSpec, image: ImageRecord): Promise<void> {
+  const fs = ctx.sandbox.fs
   const root = join(ctx.dataDir, 'instances', op.uuid)
-  let plan: MountPlan | null = null
   try {
     await sleep(ctx.stateDelayMs)
     if (op.cancelRequested) return cancelBeforeStart(ctx, op)
@@ -166,43 +147,51 @@ export async function runInstance(ctx: RunnerContext, op: Operation, spec: Spawn
     op.status = 'EXECUTING'
     appendInit(op)
 
-    await copyTree(image.dir, root)
-    await writeInjectedFiles(root, spec.files)
-    await mkdir(join(root, posix.normalize(spec.cwd)), { recursive: true })
-    if (ctx.sandbox.sandboxed) plan = await planMounts(root)
-    if (op.cancelRequested) {
-      await rm(root, { recursive: true, force: true })
-      return cancelBeforeStart(ctx, op)
-    }
-
+    await fs.call('copyTree', { from: image.dir, to: root })
+    await fs.call('placeFiles', {
+      root,
+      files: spec.files.map((placed) => ({ source: placed.file.path, path: placed.path, mode: placed.mode, uid: placed.uid, gid: placed.gid })),
+    })
+    const cwd = posix.normalize(spec.cwd)
     const command = spec.shell ? '/bin/sh' : spec.command
     const args = spec.shell ? ['-c', spec.command] : spec.args
-    const env = { PATH: DEFAULT_PATH, HOME: '/root', ...spec.env }
+    const env = { PATH: STANDARD_PATH, HOME: '/root', ...spec.env }
+    // The service's init would fail to chdir or exec: no process, no result image.
+    const problem = await startProblem(ctx, root, cwd, command, env.PATH)
+    if (problem !== null || op.cancelRequested) {
+      await fs.call('removeTree', { path: root })
+      if (op.cancelRequested) return cancelBeforeStart(ctx, op)
+      op.status = 'FAILED'
+      op.error = problem
+      return completeOperation(ctx, op)
+    }
+    const mountPoints = await fs.call('prepareMountPoints', { root, names: [...ctx.sandbox.mountPoints] })
+
     const startedMs = Date.now()
-    const child = launch(ctx.sandbox, plan, {
+    const child = ctx.sandbox.launch({
       root,
-      cwd: posix.normalize(spec.cwd),
+      cwd,
       command,
       args,
       env,
       uid: spec.uid,
       gid: spec.gid,
+      mountPoints: mountPoints.usable,
       withStdin: spec.stdin !== null,
     })
-    const outcome = await superviseProcess(ctx, op, spec, child, { command, args, env, startedMs })
+    const outcome = await superviseProcess(ctx, op, spec, child, { command, args, startedMs })
+    await fs.call('removeMountPoints', { root, names: mountPoints.created })
 
-    if (plan) await undoMounts(plan)
     const cancelled = op.cancelRequested
     op.metadata.result = outcome.result
-    if (cancelled || spec.disposable) {
-      await rm(root, { recursive: true, force: true })
+    if (cancelled || spec.disposable || outcome.startError) {
+      await fs.call('removeTree', { path: root })
     } else {
       const { uuid, dir } = ctx.images.allocate()
-      await mkdir(dirname(dir), { recursive: true })
-      await rename(root, dir)
+      await fs.call('moveTree', { from: root, to: dir })
       ctx.images.register(uuid, dir, op.uuid)
       op.resultImageUuid = uuid
-      op.imageSize = await imageSizeBytes(dir)
+      op.imageSize = await fs.call('treeSize', { path: dir })
     }
     if (outcome.startError) {
       op.status = 'FAILED'
@@ -212,7 +201,7 @@ export async function runInstance(ctx: RunnerContext, op: Operation, spec: Spawn
     }
     completeOperation(ctx, op)
   } catch (error) {
-    await rm(root, { recursive: true, force: true }).catch(() => undefined)
+    await fs.call('removeTree', { path: root }).catch(() => undefined)
     if (op.log.finished) return
     op.status = op.cancelRequested ? 'CANCELLED' : 'FAILED'
     op.error = op.cancelRequested ? null : `emulator: ${(error as Error).message}`
@@ -235,13 +224,13 @@ function superviseProcess(
   op: Operation,
   spec: SpawnSpec,
   child: ChildProcess,
-  shown: { command: string; args: string[]; env: Record<string, string>; startedMs: number },
+  shown: { command: string; args: string[]; startedMs: number },
 ): Promise<ProcessOutcome> {
   return new Promise((resolve) => {
     const pid = child.pid
     let timedOut = false
     let startError: string | null = null
-    const captures = { stdout: new Capture(spec.truncateAt), stderr: new Capture(spec.truncateAt) }
+    const streams = { stdout: new CappedStream(spec.truncateAt), stderr: new CappedStream(spec.truncateAt) }
 
     if (pid) {
       op.pid = pid
@@ -265,17 +254,11 @@ function superviseProcess(
       killGroup(pid)
     }, spec.timeout * 1000)
 
+    // Past the cap nothing more is streamed; the pipe is still drained so the command never blocks.
     const onOutput = (stream: 'stdout' | 'stderr') => (chunk: Buffer) => {
-      for (let offset = 0; offset < chunk.length; offset += MAX_EVENT_BYTES) {
-        const piece = chunk.subarray(offset, offset + MAX_EVENT_BYTES)
-        op.log.appendOutput(1, stream, piece)
-        if (captures[stream].add(piece)) {
-          op.log.append(1, 'truncated', {
-            stream,
-            bytes_emitted: captures[stream].keptBytes,
-            bytes_dropped: captures[stream].dropped,
-          })
-        }
+      const inside = streams[stream].take(chunk)
+      for (let offset = 0; offset < inside.length; offset += MAX_EVENT_BYTES) {
+        op.log.appendOutput(1, stream, inside.subarray(offset, offset + MAX_EVENT_BYTES))
       }
     }
     child.stdout?.on('data', onOutput('stdout'))
@@ -288,7 +271,7 @@ function superviseProcess(
     let exitCode: number | null = null
     let exitSignal: NodeJS.Signals | null = null
     child.on('error', (error) => {
-      startError = `failed to start ${shown.command}: ${error.message}`
+      startError = `emulator: cannot start the sandbox: ${error.message}`
     })
     // The instance ends with its main process: anything it left running in the group goes too,
     // which also lets the output pipes close.
@@ -307,6 +290,10 @@ function superviseProcess(
       const codeValue = exitSignal ? -1 : (exitCode ?? -1)
       const durationMs = Date.now() - shown.startedMs
       if (pid) {
+        for (const stream of ['stdout', 'stderr'] as const) {
+          const capped = streams[stream]
+          if (capped.dropped > 0) op.log.append(1, 'truncated', { stream, bytes_emitted: capped.kept, bytes_dropped: capped.dropped })
+        }
         op.log.append(1, 'exit', {
           pid,
           code: codeValue,
@@ -330,8 +317,8 @@ function superviseProcess(
             core_dump: false,
             stopped: false,
           },
-          stdout: captures.stdout.repr(),
-          stderr: captures.stderr.repr(),
+          stdout: streams.stdout.repr(),
+          stderr: streams.stderr.repr(),
         },
       })
     })

@@ -1,9 +1,10 @@
-// A minimal OCI distribution client: manifests (index → linux/amd64), blobs with digest checks,
-// and the registry auth dance (Bearer token challenge or Basic).
+// A minimal OCI distribution client: manifests (index → the service's linux/amd64, nothing else),
+// the image config, blobs with digest checks, and the registry auth dance (Bearer challenge or Basic).
 import { createHash } from 'node:crypto'
 import { createWriteStream } from 'node:fs'
 import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
+import { SERVICE_PLATFORM } from '../test-images.ts'
 
 export interface RegistryRef {
   /** host[:port] as written (docker.io maps to registry-1.docker.io). */
@@ -94,6 +95,8 @@ export interface Descriptor {
 export interface PulledManifest {
   digest: string
   layers: Descriptor[]
+  /** The image config's `config` (Env, WorkingDir, User …), null when the image has none. */
+  config: Record<string, unknown> | null
 }
 
 export class RegistryClient {
@@ -173,14 +176,28 @@ export class RegistryClient {
     if (INDEX_TYPES.has(current.mediaType)) {
       const index = JSON.parse(current.body.toString('utf8')) as { manifests?: Descriptor[] }
       const entries = index.manifests ?? []
-      const chosen =
-        entries.find((m) => m.platform?.os === 'linux' && m.platform?.architecture === 'amd64') ?? entries[0]
-      if (!chosen) throw new Error(`image index of ${this.ref.name} lists no manifests`)
+      const { os, architecture } = SERVICE_PLATFORM
+      const chosen = entries.find((m) => m.platform?.os === os && m.platform?.architecture === architecture)
+      if (!chosen) {
+        const offered = entries.map((m) => `${m.platform?.os ?? '?'}/${m.platform?.architecture ?? '?'}`).join(', ') || 'none'
+        throw new Error(`image index of ${this.ref.name} has no ${os}/${architecture} image (it has: ${offered})`)
+      }
       current = await this.manifest(chosen.digest)
     }
-    const manifest = JSON.parse(current.body.toString('utf8')) as { layers?: Descriptor[]; fsLayers?: unknown }
+    const manifest = JSON.parse(current.body.toString('utf8')) as { layers?: Descriptor[]; config?: Descriptor; fsLayers?: unknown }
     if (!Array.isArray(manifest.layers)) throw new Error(`unsupported manifest type ${current.mediaType || 'unknown'}`)
-    return { digest: current.digest, layers: manifest.layers }
+    return { digest: current.digest, layers: manifest.layers, config: manifest.config ? await this.imageConfig(manifest.config.digest) : null }
+  }
+
+  private async imageConfig(digest: string): Promise<Record<string, unknown> | null> {
+    const response = await this.get(`/v2/${this.ref.name}/blobs/${digest}`)
+    if (!response.ok) throw await registryError(response, `config blob ${digest}`)
+    const body = Buffer.from(await response.arrayBuffer())
+    if (digest.startsWith('sha256:') && `sha256:${createHash('sha256').update(body).digest('hex')}` !== digest) {
+      throw new Error(`config blob digest mismatch for ${digest}`)
+    }
+    const parsed = JSON.parse(body.toString('utf8')) as { config?: unknown }
+    return typeof parsed.config === 'object' && parsed.config !== null ? (parsed.config as Record<string, unknown>) : null
   }
 
   /** Downloads a blob to `file`, verifying its sha256 digest. */

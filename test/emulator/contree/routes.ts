@@ -1,11 +1,13 @@
 // The /v1 route table (protocol §2). Handlers get the parsed request and answer through http-io.
+import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { readFile } from 'node:fs/promises'
-import { join, posix } from 'node:path'
+import { rm } from 'node:fs/promises'
+import { join } from 'node:path'
 import type { FileStore } from './file-store.ts'
 import { toWireFile } from './file-store.ts'
-import { HttpError, parseJsonBody, sendBuffered, sendEmpty, sendError, sendJson, type ResponseContext } from './http-io.ts'
-import { toWireImage } from './image-store.ts'
+import { HttpError, parseJsonBody, sendBuffered, sendEmpty, sendError, sendJson, streamFile, type ResponseContext } from './http-io.ts'
+import { TagConflictError, toWireImage } from './image-store.ts'
+import { longListingLine } from './long-listing.ts'
 import { runImport } from './import-runner.ts'
 import { runInstance, type RunnerContext } from './instance-runner.ts'
 import { TERMINAL, toWireOperation, toWireSummary, type OperationTable } from './operations.ts'
@@ -109,7 +111,13 @@ const setImageTag: Handler = async (app, request) => {
   const image = imageOr404(app, request.params[0] as string)
   const body = parseJsonBody(await request.body())
   if (typeof body.tag !== 'string' || body.tag === '') throw new HttpError(400, 'tag is required')
-  sendJson(app, request.res, 200, toWireImage(app.images.setTag(image.uuid, body.tag)))
+  for (const key of Object.keys(body)) if (key !== 'tag') throw new HttpError(400, `unknown field "${key}"`)
+  try {
+    sendJson(app, request.res, 200, toWireImage(app.images.setTag(image.uuid, body.tag)))
+  } catch (error) {
+    if (error instanceof TagConflictError) throw new HttpError(409, error.message)
+    throw error
+  }
 }
 
 const deleteImageTag: Handler = (app, { res, params, query }) => {
@@ -246,21 +254,82 @@ const inspectImage: Handler = (app, { res, params }) => {
   sendJson(app, res, 200, toWireImage(imageOr404(app, params[0] as string)))
 }
 
-/** GET/HEAD /v1/inspect/{uuid}/download?path= — raw bytes of one regular file of the image. */
-const inspectDownload: Handler = async (app, { res, params, query, method }) => {
-  const image = imageOr404(app, params[0] as string)
+function inspectPath(query: URLSearchParams): string {
   const path = query.get('path')
   if (!path || !path.startsWith('/')) throw new HttpError(422, 'path must be absolute')
-  let bytes: Buffer
-  try {
-    bytes = await readFile(join(image.dir, posix.normalize(path)))
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code
-    if (code === 'EISDIR') throw new HttpError(422, `${path} is a directory`)
-    if (method === 'HEAD') return sendEmpty(res, 404)
-    throw new HttpError(404, 'file not found')
+  return path
+}
+
+/**
+ * GET/HEAD /v1/inspect/{uuid}/download?path= — raw bytes of one regular file of the image, read as
+ * root of the sandbox (owner-only files too); symlinks resolve inside the image.
+ */
+const inspectDownload: Handler = async (app, { res, params, query, method }) => {
+  const image = imageOr404(app, params[0] as string)
+  const path = inspectPath(query)
+  const read = await app.sandbox.fs.call('readImageFile', { root: image.dir, path })
+  switch (read.kind) {
+    case 'file':
+      return sendBuffered(app, res, 200, Buffer.from(read.base64, 'base64'), { 'Content-Type': 'application/octet-stream' })
+    case 'directory':
+      throw new HttpError(422, `${path} is a directory`)
+    case 'special':
+      throw new HttpError(422, `${path} is not a regular file`)
+    case 'missing':
+      if (method === 'HEAD') return sendEmpty(res, 404)
+      throw new HttpError(404, 'file not found')
   }
-  sendBuffered(app, res, 200, bytes, { 'Content-Type': 'application/octet-stream' })
+}
+
+/** GET/HEAD /v1/inspect/{uuid}/archive?path= — a PAX tar of the path (chunked, gzip'ed like every stream). */
+const inspectArchive: Handler = async (app, { res, params, query, method }) => {
+  const image = imageOr404(app, params[0] as string)
+  const path = inspectPath(query)
+  const outFile = join(app.dataDir, 'tmp', `archive-${randomUUID()}.tar`)
+  try {
+    const written = await app.sandbox.fs.call('archiveImagePath', { root: image.dir, path, outFile })
+    if (written === 'missing') {
+      if (method === 'HEAD') return sendEmpty(res, 404)
+      throw new HttpError(404, 'path not found')
+    }
+    if (method === 'HEAD') return sendEmpty(res, 200, { 'Content-Type': 'application/x-tar' })
+    await streamFile(app, res, outFile, 'application/x-tar')
+  } finally {
+    await rm(outFile, { force: true })
+  }
+}
+
+/** GET /v1/inspect/{uuid}/list?path= — DirectoryList, or `ls -l`-like text with text=1. */
+const inspectList: Handler = async (app, { res, params, query }) => {
+  const image = imageOr404(app, params[0] as string)
+  const path = inspectPath(query)
+  const listing = await app.sandbox.fs.call('listImageDirectory', { root: image.dir, path })
+  if (listing.kind === 'missing') throw new HttpError(404, 'path not found')
+  if (listing.kind === 'not-a-directory') throw new HttpError(422, `${path} is not a directory`)
+  if (flag(query, 'text')) {
+    const text = listing.entries.map(longListingLine).join('')
+    return sendBuffered(app, res, 200, Buffer.from(text), { 'Content-Type': 'text/plain; charset=utf-8' })
+  }
+  sendJson(app, res, 200, {
+    path: listing.path,
+    files: listing.entries.map((entry) => ({
+      size: entry.size,
+      path: entry.name,
+      owner: entry.owner ?? entry.uid,
+      group: entry.group ?? entry.gid,
+      uid: entry.uid,
+      gid: entry.gid,
+      mode: entry.mode,
+      mtime: entry.mtime,
+      nlink: entry.nlink,
+      is_dir: entry.isDir,
+      is_regular: entry.isRegular,
+      is_symlink: entry.isSymlink,
+      is_socket: entry.isSocket,
+      is_fifo: entry.isFifo,
+      symlink_to: entry.symlinkTo,
+    })),
+  })
 }
 
 const ROUTES: Route[] = [
@@ -285,6 +354,9 @@ const ROUTES: Route[] = [
   { method: 'GET', pattern: new RegExp(`^/v1/inspect/${SEGMENT}/$`), handler: inspectImage },
   { method: 'GET', pattern: new RegExp(`^/v1/inspect/${SEGMENT}/download$`), handler: inspectDownload },
   { method: 'HEAD', pattern: new RegExp(`^/v1/inspect/${SEGMENT}/download$`), handler: inspectDownload },
+  { method: 'GET', pattern: new RegExp(`^/v1/inspect/${SEGMENT}/archive$`), handler: inspectArchive },
+  { method: 'HEAD', pattern: new RegExp(`^/v1/inspect/${SEGMENT}/archive$`), handler: inspectArchive },
+  { method: 'GET', pattern: new RegExp(`^/v1/inspect/${SEGMENT}/list$`), handler: inspectList },
 ]
 
 export async function dispatch(app: AppContext, request: Omit<RouteRequest, 'params'>): Promise<void> {

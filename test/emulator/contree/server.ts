@@ -12,7 +12,7 @@ import { readBody, sendEmpty, sendError, sendJson } from './http-io.ts'
 import { ImageStore } from './image-store.ts'
 import { OperationTable, TERMINAL } from './operations.ts'
 import { dispatch, EVENTS_ROUTE, type AppContext } from './routes.ts'
-import { killGroup, probeSandbox } from './sandbox.ts'
+import { killGroup, Sandbox } from './sandbox.ts'
 import type {
   ContreeEmulator,
   ContreeEmulatorOptions,
@@ -33,15 +33,17 @@ function recordHeaders(req: IncomingMessage): Record<string, string> {
 export async function startContreeEmulator(options: ContreeEmulatorOptions = {}): Promise<ContreeEmulator> {
   const ownDataDir = options.dataDir === undefined
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'contree-emulator-')))
-  const sandbox = await probeSandbox()
-  if (!sandbox.sandboxed) {
-    ;(options.log ?? console.warn)(
-      `contree emulator: ${sandbox.reason}; commands run on the host with cwd inside the instance root ` +
-        '(CONTREE_EMULATOR_ROOT), so absolute paths are NOT isolated',
-    )
+  // No sandbox, no emulator: a command that could see the host's tools would prove nothing.
+  let sandbox: Sandbox
+  try {
+    sandbox = await Sandbox.start(dataDir)
+  } catch (error) {
+    if (ownDataDir) await rm(dataDir, { recursive: true, force: true })
+    throw error
   }
+  if (!sandbox.procMounted) (options.log ?? console.warn)('contree emulator: this host does not allow a fresh /proc in the sandbox; commands run without /proc')
 
-  const images = new ImageStore(dataDir)
+  const images = new ImageStore(dataDir, sandbox.fs)
   const faults = new FaultRules()
   const requests: RecordedRequest[] = []
   const tasks = new Set<Promise<void>>()
@@ -68,14 +70,13 @@ export async function startContreeEmulator(options: ContreeEmulatorOptions = {})
     },
   }
 
-  await images.seed({
-    tag: 'busybox:latest',
-    files: {
-      '/root/': { content: '', mode: 0o700 },
-      '/tmp/': { content: '', mode: 0o1777 },
-      '/etc/hostname': 'contree\n',
-    },
-  })
+  try {
+    await images.seed({ tag: 'busybox:latest', image: options.defaultImage ?? 'base' })
+  } catch (error) {
+    await sandbox.fs.call('removeTree', { path: dataDir }).catch(() => undefined)
+    await sandbox.close()
+    throw error
+  }
 
   const admin = async (req: IncomingMessage, res: ServerResponse, pathname: string): Promise<void> => {
     const route = `${req.method} ${pathname}`
@@ -195,7 +196,7 @@ export async function startContreeEmulator(options: ContreeEmulatorOptions = {})
     url: `http://127.0.0.1:${port}`,
     faults,
     requests,
-    sandboxed: sandbox.sandboxed,
+    sandboxMode: sandbox.mode,
     operations: () => app.operations.views(),
     images: () => images.views(),
     async seedImage(opts) {
@@ -223,6 +224,9 @@ export async function startContreeEmulator(options: ContreeEmulatorOptions = {})
       let timer: NodeJS.Timeout | undefined
       await Promise.race([Promise.allSettled([...tasks]), new Promise((resolve) => (timer = setTimeout(resolve, 5000)))])
       clearTimeout(timer)
+      // Trees hold files of the sandbox's users, which only the helper may remove.
+      if (ownDataDir) await sandbox.fs.call('removeTree', { path: dataDir }).catch(() => undefined)
+      await sandbox.close()
       if (ownDataDir) await rm(dataDir, { recursive: true, force: true })
     },
   }

@@ -1,4 +1,7 @@
 // Public types of the ConTree emulator. Wire shapes follow shared/protocols/contree-v1.md.
+import type { ImageRuntimeConfig } from '../oci-image.ts'
+import type { TarEntryInput } from '../tar-writer.ts'
+import type { TestImageName } from '../test-images.ts'
 
 export interface ContreeEmulatorOptions {
   /** When set, `Authorization: Bearer <token>` is required on /v1 routes, else 401. */
@@ -17,8 +20,10 @@ export interface ContreeEmulatorOptions {
   legacyCompletionFields?: boolean
   /** Port to listen on (default 0 = any free port). Always bound to 127.0.0.1. */
   port?: number
-  /** Where the one start-up warning goes (default console.warn). */
+  /** Where start-up notes go (default console.warn). */
   log?: (line: string) => void
+  /** Catalogue image (test-images.ts) seeded as `busybox:latest` (default 'base'). */
+  defaultImage?: TestImageName
 }
 
 export type FaultAction =
@@ -114,11 +119,16 @@ export interface ImageView {
   tag: string | null
   createdAt: string
   operationUuid: string | null
-  /** Directory holding the image's root filesystem. */
+  /** Directory holding the image's root filesystem (owners as the sandbox sees them, see README). */
   dir: string
+  /** The OCI config's `config` of imported and catalogue images, null for spawn results. */
+  config: ImageRuntimeConfig | null
 }
 
-export type SeedFile = string | Uint8Array | { content: string | Uint8Array; mode?: number }
+/** An entry of a seeded image, in tar-writer's shapes (a trailing '/' in the path makes a directory). */
+export type SeedFile = TarEntryInput
+
+export type SandboxMode = 'root' | 'user-namespace'
 
 export interface ContreeEmulator {
   /** http://127.0.0.1:PORT, no trailing slash. */
@@ -128,11 +138,15 @@ export interface ContreeEmulator {
   requests: RecordedRequest[]
   operations(): OperationRecordView[]
   images(): ImageView[]
-  seedImage(opts: { tag?: string; files?: Record<string, SeedFile> }): Promise<string>
+  /**
+   * A new image: a catalogue tree (`image`, test-images.ts) and/or `files` on top; empty without
+   * either. A tag held by another image is refused, as PATCH …/tag refuses it.
+   */
+  seedImage(opts: { tag?: string; image?: TestImageName; files?: Record<string, SeedFile> }): Promise<string>
   /** Drops a stored file (by content sha256), as the real service's retention eventually does. */
   forgetFile(sha256: string): boolean
   /** Clears recorded requests and faults; images and operations stay. */
   reset(): void
-  /** True when instances run chrooted in their own mount namespace (root + unshare). */
-  sandboxed: boolean
+  /** How commands are sandboxed: as root, or in a user namespace with a full id mapping (see README). */
+  sandboxMode: SandboxMode
 }
