@@ -1,7 +1,8 @@
-import { Client } from 'undici'
+import { connect } from 'node:net'
+import { Client, request } from 'undici'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { startContreeEmulator, type ContreeEmulator } from './index.ts'
-import { call, parseSse, readStream, spawn, waitTerminal } from './test-client.ts'
+import { call, gunzipLeniently, parseSse, readStream, spawn, waitTerminal } from './test-client.ts'
 
 let emu: ContreeEmulator
 let base: string
@@ -89,6 +90,24 @@ describe('ConTree emulator: request faults', () => {
     const faults = (await call(base, 'GET', '/_emulator/faults')).json()
     expect(faults.applied[0]).toMatchObject({ requestIndex: 0, action: { kind: 'status', status: 503 } })
     await call(base, 'POST', '/_emulator/faults', { body: { path: 'whoami', action: { kind: 'status', status: 500 } } })
+    expect((await call(base, 'DELETE', '/_emulator/faults')).status).toBe(204)
+    // The newer stream faults travel the same way, and their options are checked.
+    const newer = [
+      { path: '/events$', action: { kind: 'corrupt-gzip', afterEvents: 1 } },
+      { path: '/events$', action: { kind: 'stall', afterEvents: 0 } },
+      { path: '/events$', action: { kind: 'cut-stream', afterBytes: 10, within: 'utf8-character', partialChunk: true } },
+    ]
+    expect((await call(base, 'POST', '/_emulator/faults', { body: newer })).json().pending).toHaveLength(3)
+    for (const bad of [
+      { path: '/events$', action: { kind: 'cut-stream', within: 'middle' } },
+      { path: '/events$', action: { kind: 'cut-stream', partialChunk: 'yes' } },
+      { path: '/events$', action: { kind: 'corrupt-gzip' } },
+      { path: '/events$', action: { kind: 'stall', afterEvents: -1 } },
+    ]) {
+      const res = await call(base, 'POST', '/_emulator/faults', { body: bad })
+      expect(res.status, JSON.stringify(bad)).toBe(400)
+    }
+    expect((await call(base, 'GET', '/_emulator/faults')).json().pending).toHaveLength(3)
     expect((await call(base, 'DELETE', '/_emulator/faults')).status).toBe(204)
     expect((await call(base, 'GET', '/v1/whoami')).status).toBe(200)
   })
@@ -179,6 +198,68 @@ describe('ConTree emulator: stream faults', () => {
     expect((await call(base, 'GET', eventsPath())).status).toBe(200)
   })
 
+  it('corrupt-gzip: frames, then bytes that are not deflate data, then a clean chunked end', async () => {
+    emu.faults.add({ path: '/events$', action: { kind: 'corrupt-gzip', afterEvents: 2 } })
+    const stream = await readStream(base, eventsPath())
+    expect(stream.error).toBeNull()
+    expect(stream.gzipError).toMatch(/invalid block type/)
+    expect(ids(stream.text)).toEqual([0, 1])
+    expect(parseSse(stream.text).tail).toBe('')
+  })
+
+  it('cut-stream partialChunk: the last chunk announces more bytes than arrive before the socket dies', async () => {
+    emu.faults.add({ path: '/events$', action: { kind: 'cut-stream', afterEvents: 2, partialChunk: true } })
+    const raw = await rawChunked(base, eventsPath())
+    expect(raw.terminalChunk).toBe(false)
+    const last = raw.chunks.at(-1) as { announced: number; received: number }
+    expect(last.received).toBeGreaterThan(0)
+    expect(last.announced).toBeGreaterThan(last.received)
+    expect(raw.chunks.slice(0, -1).every((chunk) => chunk.received === chunk.announced)).toBe(true)
+    const text = gunzipLeniently(Buffer.concat(raw.data)).bytes.toString()
+    expect(ids(text)).toEqual([0, 1])
+    expect(parseSse(text).tail.startsWith('id: 2\n')).toBe(true)
+  })
+
+  it('cut-stream afterBytes + partialChunk: exactly that much SSE text, the rest of its chunk never comes', async () => {
+    emu.faults.add({ path: '/events$', action: { kind: 'cut-stream', afterBytes: 150, partialChunk: true } })
+    const raw = await rawChunked(base, eventsPath())
+    expect(raw.terminalChunk).toBe(false)
+    const last = raw.chunks.at(-1) as { announced: number; received: number }
+    expect(last.announced).toBeGreaterThan(last.received)
+    expect(gunzipLeniently(Buffer.concat(raw.data)).bytes.length).toBe(150)
+  })
+
+  it('cut-stream within utf8-character: the cut splits a multi-byte character of a JSON value', async () => {
+    const op = await spawn(base, { command: 'echo héllo', shell: true })
+    await waitTerminal(base, op)
+    emu.faults.add({ path: '/events$', action: { kind: 'cut-stream', afterEvents: 1, within: 'utf8-character' } })
+    const stream = await readStream(base, `/v1/operations/${op}/events`)
+    expect(stream.error).not.toBeNull()
+    expect(ids(stream.text)).toEqual([0])
+    // The last byte is the lead byte of "é" (0xc3 0xa9), inside the spawn event's JSON.
+    expect(stream.bytes.at(-1)).toBe(0xc3)
+    const tail = stream.bytes.subarray(stream.bytes.lastIndexOf(Buffer.from('\n\n')) + 2).toString('latin1')
+    expect(tail).toMatch(/^id: 1\nevent: spawn\ndata: \{.*"echo h\xc3$/)
+  })
+
+  it('stall: frames, then silence (no keepalive, no end) until the client gives up', async () => {
+    emu.faults.add({ path: '/events$', action: { kind: 'stall', afterEvents: 2 } })
+    const res = await request(`${base}${eventsPath()}`, { headers: { accept: 'text/event-stream', 'accept-encoding': 'gzip' } })
+    const chunks: Buffer[] = []
+    let ended = false
+    res.body.on('data', (chunk: Buffer) => chunks.push(chunk))
+    res.body.on('end', () => (ended = true))
+    res.body.on('error', () => undefined)
+    // Ten keepalive intervals of this emulator (50 ms) pass without a byte or an end.
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    const text = gunzipLeniently(Buffer.concat(chunks)).bytes.toString()
+    expect(ids(text)).toEqual([0, 1])
+    expect(text).not.toContain(': keepalive')
+    expect(parseSse(text).tail).toBe('')
+    expect(ended).toBe(false)
+    res.body.destroy()
+  })
+
   it('stream faults wait for the events route instead of hitting other requests', async () => {
     emu.faults.add({ path: '.*', action: { kind: 'keepalive-only' } })
     expect((await call(base, 'GET', '/v1/whoami')).status).toBe(200)
@@ -186,3 +267,34 @@ describe('ConTree emulator: stream faults', () => {
     expect((await readStream(base, eventsPath())).text).toBe(': keepalive\n\n'.repeat(3))
   })
 })
+
+/** Reads a chunked response over a raw socket, keeping each chunk's announced and received sizes. */
+async function rawChunked(base: string, path: string): Promise<{ chunks: Array<{ announced: number; received: number }>; data: Buffer[]; terminalChunk: boolean }> {
+  const { hostname, port } = new URL(base)
+  const bytes = await new Promise<Buffer>((resolve, reject) => {
+    const socket = connect(Number(port), hostname)
+    const parts: Buffer[] = []
+    socket.on('data', (chunk) => parts.push(chunk))
+    socket.on('close', () => resolve(Buffer.concat(parts)))
+    socket.on('error', reject)
+    socket.write(`GET ${path} HTTP/1.1\r\nHost: ${hostname}\r\nAccept: text/event-stream\r\nAccept-Encoding: gzip\r\n\r\n`)
+  })
+  let offset = bytes.indexOf('\r\n\r\n') + 4
+  const chunks: Array<{ announced: number; received: number }> = []
+  const data: Buffer[] = []
+  let terminalChunk = false
+  while (offset < bytes.length) {
+    const lineEnd = bytes.indexOf('\r\n', offset)
+    if (lineEnd < 0) break
+    const announced = Number.parseInt(bytes.subarray(offset, lineEnd).toString(), 16)
+    if (announced === 0) {
+      terminalChunk = true
+      break
+    }
+    const body = bytes.subarray(lineEnd + 2, Math.min(lineEnd + 2 + announced, bytes.length))
+    chunks.push({ announced, received: body.length })
+    data.push(body)
+    offset = lineEnd + 2 + announced + 2
+  }
+  return { chunks, data, terminalChunk }
+}

@@ -6,6 +6,8 @@ const STREAM_KINDS = new Set<FaultAction['kind']>([
   'sse-error',
   'broken-chunking',
   'truncated-gzip',
+  'corrupt-gzip',
+  'stall',
   'keepalive-only',
   'slow-drip',
   'events-unavailable',
@@ -47,6 +49,26 @@ export function validateRule(value: unknown): FaultRule {
     throw new Error(`fault rule "action.kind" must be one of ${[...ALL_KINDS].join(', ')}`)
   }
   if (action.kind === 'status' && !Number.isInteger(action.status)) throw new Error('status fault needs an integer "status"')
+  const fields = action as unknown as Record<string, unknown>
+  for (const key of ['afterEvents', 'afterBytes', 'count', 'delayMs']) {
+    const value = fields[key]
+    if (value !== undefined && (!Number.isInteger(value) || (value as number) < 0)) {
+      throw new Error(`${action.kind} fault: "${key}" must be a non-negative integer`)
+    }
+  }
+  const needsAfterEvents = ['sse-error', 'broken-chunking', 'truncated-gzip', 'corrupt-gzip', 'stall']
+  if (needsAfterEvents.includes(action.kind) && fields.afterEvents === undefined) {
+    throw new Error(`${action.kind} fault needs "afterEvents" (frames sent before it)`)
+  }
+  if (action.kind === 'cut-stream') {
+    if (fields.within !== undefined && fields.within !== 'frame' && fields.within !== 'utf8-character') {
+      throw new Error('cut-stream fault: "within" must be "frame" or "utf8-character"')
+    }
+    if (fields.partialChunk !== undefined && typeof fields.partialChunk !== 'boolean') {
+      throw new Error('cut-stream fault: "partialChunk" must be a boolean')
+    }
+  }
+  if (action.kind === 'slow-drip' && fields.delayMs === undefined) throw new Error('slow-drip fault needs "delayMs"')
   return rule as FaultRule
 }
 

@@ -45,7 +45,12 @@ export async function streamEvents(res: ServerResponse, op: Operation, request: 
   let bytesSent = 0
   // Frames allowed before an afterEvents fault fires (Infinity when none).
   const eventLimit =
-    fault && (fault.kind === 'sse-error' || fault.kind === 'broken-chunking' || fault.kind === 'truncated-gzip')
+    fault &&
+    (fault.kind === 'sse-error' ||
+      fault.kind === 'broken-chunking' ||
+      fault.kind === 'truncated-gzip' ||
+      fault.kind === 'corrupt-gzip' ||
+      fault.kind === 'stall')
       ? fault.afterEvents
       : fault?.kind === 'cut-stream' && fault.afterBytes === undefined
         ? (fault.afterEvents ?? 0)
@@ -93,11 +98,21 @@ export async function streamEvents(res: ServerResponse, op: Operation, request: 
         return writer.breakChunking()
       case 'truncated-gzip':
         return writer.endWithoutGzipTrailer()
+      case 'corrupt-gzip':
+        return writer.corruptGzip()
+      case 'stall':
+        // Silence without a close: no frames, no keepalives, until the client (or close()) gives up.
+        return writer.whenClosed()
       case 'cut-stream': {
         // Cut inside the next frame: some but not all of its bytes go out.
         const frame = (await peekFrame()) ?? Buffer.from(`id: ${cursor}\nevent: `)
-        const keep = Number.isFinite(byteLimit) ? byteLimit - bytesSent : Math.floor(frame.length / 2)
+        const keep = Number.isFinite(byteLimit)
+          ? byteLimit - bytesSent
+          : fault.within === 'utf8-character'
+            ? (insideFirstMultibyteCharacter(frame) ?? Math.floor(frame.length / 2))
+            : Math.floor(frame.length / 2)
         const partial = frame.subarray(0, Math.min(Math.max(keep, 1), frame.length - 1))
+        if (fault.partialChunk) return writer.cutInsideChunk(partial)
         await writer.write(partial)
         return writer.cut()
       }
@@ -136,4 +151,10 @@ export async function streamEvents(res: ServerResponse, op: Operation, request: 
     clearTimeout(timer)
     if (woke === 'idle') await writer.write(KEEPALIVE)
   }
+}
+
+/** The offset just after the lead byte of the first multi-byte UTF-8 character (a cut there splits it). */
+function insideFirstMultibyteCharacter(frame: Buffer): number | null {
+  const lead = frame.findIndex((byte) => byte >= 0xc0)
+  return lead < 0 ? null : lead + 1
 }

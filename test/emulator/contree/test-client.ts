@@ -41,17 +41,60 @@ export interface StreamResult {
   headers: Record<string, string | string[] | undefined>
   /** Decoded text of everything received, even if the stream broke. */
   text: string
+  /** The decoded bytes behind `text` (a cut may end inside a UTF-8 character). */
+  bytes: Buffer
   /** The transport error that ended the body, if any. */
   error: Error | null
   /** Whether the gzip member was complete (trailer present); true for identity bodies. */
   gzipComplete: boolean
+  /** Why gzip decoding stopped early (corrupt or truncated data), null when it did not. */
+  gzipError: string | null
   rawChunks: Buffer[]
 }
 
+/** Decodes as much of a gzip body as is valid, as a streaming client would before it hits bad data. */
+export function gunzipLeniently(raw: Buffer): { bytes: Buffer; error: string | null } {
+  const partial = (length: number) => gunzipSync(raw.subarray(0, length), { finishFlush: zlibConstants.Z_SYNC_FLUSH })
+  let bytes: Buffer
+  let error: string | null = null
+  try {
+    bytes = partial(raw.length)
+  } catch (caught) {
+    error = (caught as Error).message
+    // Every prefix before the bad bytes decodes: find the longest one.
+    let good = 0
+    let bad = raw.length
+    while (bad - good > 1) {
+      const middle = Math.floor((good + bad) / 2)
+      try {
+        partial(middle)
+        good = middle
+      } catch {
+        bad = middle
+      }
+    }
+    bytes = good > 0 ? partial(good) : Buffer.alloc(0)
+  }
+  if (error === null) {
+    try {
+      gunzipSync(raw)
+    } catch (caught) {
+      error = (caught as Error).message
+    }
+  }
+  return { bytes, error }
+}
+
 /** Reads a whole (possibly broken) stream; decodes gzip leniently so partial payloads are visible. */
-export async function readStream(base: string, path: string, headers: Record<string, string> = {}): Promise<StreamResult> {
+export async function readStream(
+  base: string,
+  path: string,
+  headers: Record<string, string> = {},
+  opts: { signal?: AbortSignal } = {},
+): Promise<StreamResult> {
   const res = await request(base + path, {
     headers: { accept: 'text/event-stream', 'accept-encoding': 'gzip', ...headers },
+    signal: opts.signal,
   })
   const rawChunks: Buffer[] = []
   let error: Error | null = null
@@ -61,17 +104,23 @@ export async function readStream(base: string, path: string, headers: Record<str
     error = caught as Error
   }
   const raw = Buffer.concat(rawChunks)
-  let text = raw.toString('utf8')
-  let gzipComplete = true
-  if (res.headers['content-encoding'] === 'gzip') {
-    text = raw.length ? gunzipSync(raw, { finishFlush: zlibConstants.Z_SYNC_FLUSH }).toString('utf8') : ''
-    try {
-      gunzipSync(raw)
-    } catch {
-      gzipComplete = false
-    }
+  let bytes: Buffer = raw
+  let gzipError: string | null = null
+  if (res.headers['content-encoding'] === 'gzip' && raw.length > 0) {
+    const decoded = gunzipLeniently(raw)
+    bytes = decoded.bytes
+    gzipError = decoded.error
   }
-  return { status: res.statusCode, headers: res.headers, text, error, gzipComplete, rawChunks }
+  return {
+    status: res.statusCode,
+    headers: res.headers,
+    text: bytes.toString('utf8'),
+    bytes,
+    error,
+    gzipComplete: gzipError === null,
+    gzipError,
+    rawChunks,
+  }
 }
 
 export interface SseFrame {

@@ -31,10 +31,22 @@ export type FaultAction =
   | { kind: 'drop-before-response' }
   | { kind: 'drop-after-response' }
   | { kind: 'hang' }
-  | { kind: 'cut-stream'; afterEvents?: number; afterBytes?: number }
+  | {
+      kind: 'cut-stream'
+      /** Complete frames sent before the cut (default 0). */
+      afterEvents?: number
+      /** Cut after exactly this many bytes of SSE text instead (wins over afterEvents and within). */
+      afterBytes?: number
+      /** Where in the next frame: its middle ('frame', default) or inside its first multi-byte UTF-8 character. */
+      within?: 'frame' | 'utf8-character'
+      /** The last piece goes out as a chunk whose size line announces more bytes than are sent. */
+      partialChunk?: boolean
+    }
   | { kind: 'sse-error'; afterEvents: number }
   | { kind: 'broken-chunking'; afterEvents: number }
   | { kind: 'truncated-gzip'; afterEvents: number }
+  | { kind: 'corrupt-gzip'; afterEvents: number }
+  | { kind: 'stall'; afterEvents: number }
   | { kind: 'keepalive-only'; count?: number }
   | { kind: 'slow-drip'; delayMs: number }
   | { kind: 'events-unavailable' }
@@ -47,6 +59,8 @@ export type StreamFaultAction = Extract<
       | 'sse-error'
       | 'broken-chunking'
       | 'truncated-gzip'
+      | 'corrupt-gzip'
+      | 'stall'
       | 'keepalive-only'
       | 'slow-drip'
       | 'events-unavailable'
