@@ -101,6 +101,14 @@ describe('archive', () => {
     expect(extract).toBe('notes\n')
   })
 
+  it('writes numeric owners only: no names looked up on the emulator’s host', async () => {
+    const res = await inspect('archive', '/root')
+    // Without --numeric-owner on the reading side, names in the headers would show as root/root.
+    const listing = execFileSync('tar', ['-tvf', '-'], { input: res.body, encoding: 'utf8' })
+    expect(listing).toMatch(/^drwx------ 0\/0 /)
+    expect(listing).toMatch(/\n-rw------- 0\/0 .* root\/\.secret\n$/)
+  })
+
   it('answers 404 for a missing path, and HEAD 200/404', async () => {
     expect((await inspect('archive', '/nope')).status).toBe(404)
     expect((await inspect('archive', '/root', 'HEAD')).status).toBe(200)
