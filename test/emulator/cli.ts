@@ -18,13 +18,20 @@ if (!Number.isInteger(port) || port < 0 || port > 65535) {
   process.exit(2)
 }
 
-const emulator = await startContreeEmulator({
-  port,
-  token: values.token,
-  project: values.project,
-  gzip: !values['no-gzip'],
-  log: (line) => process.stderr.write(line + '\n'),
-})
+let emulator: Awaited<ReturnType<typeof startContreeEmulator>>
+try {
+  emulator = await startContreeEmulator({
+    port,
+    token: values.token,
+    project: values.project,
+    gzip: !values['no-gzip'],
+    log: (line) => process.stderr.write(line + '\n'),
+  })
+} catch (error) {
+  // Most often the sandbox cannot be made here; the message says what to install or configure.
+  process.stderr.write(`${(error as Error).message}\n`)
+  process.exit(1)
+}
 // One line on stdout, written before anything else, so a parent process can read the URL.
 process.stdout.write(`CONTREE_URL=${emulator.url}\n`)
 

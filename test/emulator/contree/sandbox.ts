@@ -103,7 +103,7 @@ function userNamespaceProblems(user: string, uid: number): string[] {
   }
   for (const [file, flag] of [['/etc/subuid', '--add-subuids'], ['/etc/subgid', '--add-subgids']] as const) {
     const ranges = subordinateRanges(file, user, uid)
-    if (!ranges.some((range) => range.count >= REQUIRED_IDS - 1)) {
+    if (!ranges.some((range) => range.count >= REQUIRED_IDS)) {
       problems.push(`${user} has no range of ${REQUIRED_IDS} ids in ${file}: sudo usermod ${flag} 100000-165535 ${user}`)
     }
   }
