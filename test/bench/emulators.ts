@@ -11,7 +11,7 @@ export async function startEmulator(): Promise<ContreeEmulator> {
   return startContreeEmulator({
     token: TOKEN,
     keepaliveMs: 200,
-    // The start-up warning (no sandboxing) is worth seeing once, not once per figure.
+    // A start-up note (e.g. no /proc in the sandbox on this host) is worth seeing once, not once per figure.
     log: (line) => {
       if (!warned) progress(`emulator: ${line}`)
       warned = true

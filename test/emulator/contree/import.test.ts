@@ -7,7 +7,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { testImageTar } from '../test-images.ts'
+import { buildOciImage, buildOciIndex } from '../oci-image.ts'
+import { pushMultiPlatformImage, pushOciImage, pushTestImage, registryAvailable, startRegistry } from '../registry.ts'
+import { TEST_IMAGES, testImageTar } from '../test-images.ts'
 import { startContreeEmulator, type ContreeEmulator } from './index.ts'
 import { call, parseSse, readStream, spawn, waitTerminal } from './test-client.ts'
 
@@ -168,3 +170,52 @@ describe('ConTree emulator: image import from an OCI registry', () => {
     expect((await call(emu.url, 'POST', '/v1/images/import', { body: { registry: {} } })).status).toBe(400)
   })
 })
+
+describe.skipIf(!registryAvailable() && !process.env.CI)('ConTree emulator: catalogue images from the local OCI registry', () => {
+  let real: Awaited<ReturnType<typeof startRegistry>>
+  beforeAll(async () => {
+    real = await startRegistry()
+  })
+  afterAll(async () => {
+    await real?.close()
+  })
+
+  it('imports a catalogue image with its real config; the config works when the client applies it', async () => {
+    await pushTestImage(real.url, 'catalogue/golang', '1.22', 'golang')
+    const { record } = await importImage({ registry: { url: `docker://${real.host}/catalogue/golang:1.22` }, tag: 'golang:1.22' })
+    expect(record.status).toBe('SUCCESS')
+    const image = emu.images().find((i) => i.uuid === record.result_image_uuid)
+    expect(image?.config).toEqual(TEST_IMAGES.golang.config)
+    const config = TEST_IMAGES.golang.config
+    const env = Object.fromEntries(config.Env.map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)]))
+    const run = await spawn(emu.url, { image: 'tag:golang:1.22', command: 'go version; pwd; stat -c %a /go', shell: true, env, cwd: config.WorkingDir })
+    expect((await waitTerminal(emu.url, run)).metadata.result.stdout.value).toBe('go version go1.22.5 linux/amd64\n/go\n1777\n')
+  })
+
+  it('picks linux/amd64 from a multi-platform index, and fails an index without it', async () => {
+    const pushed = await pushMultiPlatformImage(real.url, 'catalogue/multi', 'v1', 'base')
+    expect((pushed.manifest.manifests as Array<{ platform: { architecture: string } }>).map((m) => m.platform.architecture)).toEqual(['arm64', 'amd64'])
+    const { record } = await importImage({ registry: { url: `docker://${real.host}/catalogue/multi:v1` } })
+    const run = await spawn(emu.url, { image: record.result_image_uuid, command: 'cat', args: ['/etc/platform'] })
+    expect((await waitTerminal(emu.url, run)).metadata.result.stdout.value).toBe('linux/amd64\n')
+
+    const onlyOthers = await pushOnlyPlatforms(real.url, 'catalogue/armonly', 'others')
+    const failed = await importImage({ registry: { url: `docker://${real.host}/catalogue/armonly:${onlyOthers}` } })
+    expect(failed.record.status).toBe('FAILED')
+    expect(failed.record.error).toMatch(/has no linux\/amd64 image \(it has: linux\/arm64, linux\/s390x\)/)
+  })
+})
+
+/** Pushes an index listing only marker images of other platforms under `tag`; returns the tag. */
+async function pushOnlyPlatforms(registryUrl: string, name: string, tag: string): Promise<string> {
+  const images = [
+    buildOciImage({ 'etc/platform': 'linux/arm64\n' }, { platform: { os: 'linux', architecture: 'arm64' } }),
+    buildOciImage({ 'etc/platform': 'linux/s390x\n' }, { platform: { os: 'linux', architecture: 's390x' } }),
+  ]
+  for (const image of images) await pushOciImage(registryUrl, name, image.manifest.digest, image)
+  const { index } = buildOciIndex(images)
+  const response = await fetch(`${registryUrl}/v2/${name}/manifests/${tag}`, { method: 'PUT', headers: { 'content-type': index.mediaType }, body: index.bytes })
+  await response.arrayBuffer()
+  if (response.status !== 201) throw new Error(`pushing the index failed: ${response.status}`)
+  return tag
+}
