@@ -10,15 +10,14 @@
 // owners are real inside the sandbox: `id`, `stat -c %u:%g` and permission checks behave as on the
 // service. When neither works, the emulator refuses to start and says what to install or configure.
 import { spawn, type ChildProcess } from 'node:child_process'
-import { accessSync, constants, readFileSync } from 'node:fs'
 import { userInfo } from 'node:os'
-import { delimiter, join } from 'node:path'
+import { join } from 'node:path'
 import { inProcessRootFs, RootFsHelper, type RootFs } from './rootfs/client.ts'
+import { findTool, hostFacts, mapsAllIds, refusal, REQUIRED_IDS, userNamespaceProblems, type SandboxMode } from './sandbox-preflight.ts'
 
-export type SandboxMode = 'root' | 'user-namespace'
+export type { SandboxMode }
+export { SandboxUnavailableError } from './sandbox-preflight.ts'
 
-/** Ids every image may use; the user namespace must map all of them. */
-const REQUIRED_IDS = 65536
 const HOST_PATH = '/usr/sbin:/usr/bin:/sbin:/bin'
 const MOUNT_POINTS = ['dev', 'proc'] as const
 
@@ -34,8 +33,6 @@ const WRAPPER = [
   'exec env -i -- "$@"',
 ].join('\n')
 
-export class SandboxUnavailableError extends Error {}
-
 export interface LaunchSpec {
   /** Host path of the instance root. */
   root: string
@@ -49,99 +46,6 @@ export interface LaunchSpec {
   /** Mount points the root has (from prepareMountPoints). */
   mountPoints: readonly string[]
   withStdin: boolean
-}
-
-function findTool(name: string): string | undefined {
-  for (const dir of HOST_PATH.split(delimiter)) {
-    const candidate = join(dir, name)
-    try {
-      accessSync(candidate, constants.X_OK)
-      return candidate
-    } catch {
-      // not here
-    }
-  }
-  return undefined
-}
-
-interface IdRange {
-  start: number
-  count: number
-}
-
-function subordinateRanges(file: string, user: string, uid: number): IdRange[] {
-  let text = ''
-  try {
-    text = readFileSync(file, 'utf8')
-  } catch {
-    return []
-  }
-  return text
-    .split('\n')
-    .map((line) => line.trim().split(':'))
-    .filter(([owner]) => owner === user || owner === String(uid))
-    .map(([, start, count]) => ({ start: Number(start), count: Number(count) }))
-    .filter((range) => Number.isInteger(range.start) && Number.isInteger(range.count))
-}
-
-function readSysctl(path: string): string | null {
-  try {
-    return readFileSync(path, 'utf8').trim()
-  } catch {
-    return null
-  }
-}
-
-/** Why the ordinary-user sandbox cannot work here, each with its fix; empty when it should. */
-function userNamespaceProblems(user: string, uid: number): string[] {
-  const problems: string[] = []
-  for (const tool of ['unshare', 'nsenter', 'mount']) {
-    if (!findTool(tool)) problems.push(`'${tool}' (util-linux) is missing: sudo apt-get install -y util-linux mount`)
-  }
-  if (!findTool('newuidmap') || !findTool('newgidmap')) {
-    problems.push("newuidmap/newgidmap are missing: install Debian's uidmap package (sudo apt-get install -y uidmap)")
-  }
-  for (const [file, flag] of [['/etc/subuid', '--add-subuids'], ['/etc/subgid', '--add-subgids']] as const) {
-    const ranges = subordinateRanges(file, user, uid)
-    if (!ranges.some((range) => range.count >= REQUIRED_IDS)) {
-      problems.push(`${user} has no range of ${REQUIRED_IDS} ids in ${file}: sudo usermod ${flag} 100000-165535 ${user}`)
-    }
-  }
-  if (readSysctl('/proc/sys/kernel/unprivileged_userns_clone') === '0') {
-    problems.push('unprivileged user namespaces are disabled: sudo sysctl -w kernel.unprivileged_userns_clone=1')
-  }
-  if (readSysctl('/proc/sys/user/max_user_namespaces') === '0') {
-    problems.push('user namespaces are disabled: sudo sysctl -w user.max_user_namespaces=15000')
-  }
-  if (readSysctl('/proc/sys/kernel/apparmor_restrict_unprivileged_userns') === '1') {
-    problems.push(
-      'AppArmor confines unprivileged user namespaces (Ubuntu 24.04 default), which denies mounts in them: ' +
-        'sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0',
-    )
-  }
-  return problems
-}
-
-function refusal(mode: SandboxMode, problems: string[]): SandboxUnavailableError {
-  const who = mode === 'root' ? 'as root' : `as ${userInfo().username} (uid ${process.getuid?.()})`
-  return new SandboxUnavailableError(
-    `contree emulator: cannot sandbox commands ${who}, so it does not start (commands must only see their image).\n` +
-      problems.map((problem) => `  - ${problem}`).join('\n') +
-      '\nSee test/emulator/contree/README.md ("Sandbox").',
-  )
-}
-
-/** True when the id map (a /proc/PID/uid_map text) maps every id 0..65535. */
-function mapsAllIds(map: string): boolean {
-  const ranges = map
-    .trim()
-    .split('\n')
-    .map((line) => line.trim().split(/\s+/).map(Number))
-    .map(([inside = 0, , count = 0]) => ({ inside, count }))
-    .sort((a, b) => a.inside - b.inside)
-  let next = 0
-  for (const range of ranges) if (range.inside <= next) next = Math.max(next, range.inside + range.count)
-  return next >= REQUIRED_IDS
 }
 
 export class Sandbox {
@@ -167,20 +71,20 @@ export class Sandbox {
     const mode: SandboxMode = uid === 0 ? 'root' : 'user-namespace'
     const unshare = findTool('unshare')
     if (mode === 'root') {
-      if (!unshare || !findTool('mount')) throw refusal(mode, ["util-linux's unshare and mount are needed: apt-get install -y util-linux mount"])
+      if (!unshare || !findTool('mount')) throw refusal(who(mode), ["util-linux's unshare and mount are needed: apt-get install -y util-linux mount"])
     } else {
-      const problems = userNamespaceProblems(userInfo().username, uid)
-      if (problems.length > 0) throw refusal(mode, problems)
+      const problems = userNamespaceProblems(userInfo().username, uid, hostFacts)
+      if (problems.length > 0) throw refusal(who(mode), problems)
     }
     let fs: RootFs
     try {
       fs = mode === 'root' ? inProcessRootFs() : await RootFsHelper.start([unshare as string, '--user', '--map-auto', '--map-root-user', '--'])
     } catch (error) {
-      throw refusal(mode, [`the user namespace could not be made: ${(error as Error).message}`])
+      throw refusal(who(mode), [`the user namespace could not be made: ${(error as Error).message}`])
     }
     try {
       if (mode === 'user-namespace' && !(mapsAllIds(fs.identity.uidMap) && mapsAllIds(fs.identity.gidMap))) {
-        throw refusal(mode, [
+        throw refusal(who(mode), [
           `the user namespace maps too few ids (uid_map: ${fs.identity.uidMap.trim().replace(/\n\s*/g, '; ')}); ` +
             `give the user a range of ${REQUIRED_IDS} ids in /etc/subuid and /etc/subgid`,
         ])
@@ -192,7 +96,7 @@ export class Sandbox {
       const withoutProc = new Sandbox(mode, fs, tools, false)
       const second = await withoutProc.probe(workDir)
       if (second.ok) return withoutProc
-      throw refusal(mode, [`a test command could not be sandboxed: ${second.output || probe.output}`])
+      throw refusal(who(mode), [`a test command could not be sandboxed: ${second.output || probe.output}`])
     } catch (error) {
       await fs.close()
       throw error
@@ -274,4 +178,8 @@ export function killGroup(pid: number | undefined, signal: NodeJS.Signals = 'SIG
   } catch {
     // ESRCH: nothing left to kill.
   }
+}
+
+function who(mode: SandboxMode): string {
+  return mode === 'root' ? 'as root' : `as ${userInfo().username} (uid ${process.getuid?.()})`
 }
