@@ -12,5 +12,6 @@ export type {
   OperationRecordView,
   OperationStatus,
   RecordedRequest,
+  SandboxMode,
   SeedFile,
 } from './types.ts'
