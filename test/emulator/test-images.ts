@@ -152,10 +152,6 @@ export const TEST_IMAGES = {
 
 export type TestImageName = keyof typeof TEST_IMAGES
 
-export function isTestImageName(name: string): name is TestImageName {
-  return Object.hasOwn(TEST_IMAGES, name)
-}
-
 let busyboxCache: { bytes: Uint8Array; applets: string[] } | undefined
 
 /** The host's static busybox and its applet paths (`busybox --list-full`), read once per process. */

@@ -8,7 +8,8 @@
 // newuidmap/newgidmap) and keeps it alive in the root-fs helper process; every filesystem operation
 // that needs owners runs in that helper, and every command enters the same namespace with nsenter. So
 // owners are real inside the sandbox: `id`, `stat -c %u:%g` and permission checks behave as on the
-// service. When neither works, the emulator refuses to start and says what to install or configure.
+// service. When it cannot sandbox, the emulator refuses to start and says what to install or configure
+// (sandbox-preflight.ts).
 import { spawn, type ChildProcess } from 'node:child_process'
 import { userInfo } from 'node:os'
 import { join } from 'node:path'
