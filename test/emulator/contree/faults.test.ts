@@ -109,6 +109,12 @@ describe('ConTree emulator: request faults', () => {
     }
     expect((await call(base, 'GET', '/_emulator/faults')).json().pending).toHaveLength(3)
     expect((await call(base, 'DELETE', '/_emulator/faults')).status).toBe(204)
+    // Catalogue images are seeded the same way.
+    const seeded = await call(base, 'POST', '/_emulator/images', { body: { image: 'distroless', tag: 'over-http/distroless' } })
+    expect(seeded.status).toBe(201)
+    expect(emu.images().find((i) => i.uuid === seeded.json().uuid)).toMatchObject({ tag: 'over-http/distroless', config: { User: '65532' } })
+    expect((await call(base, 'POST', '/_emulator/images', { body: { image: 'distroless', tag: 'over-http/distroless' } })).status).toBe(409)
+    expect((await call(base, 'POST', '/_emulator/images', { body: { image: 'ubuntu' } })).status).toBe(400)
     expect((await call(base, 'GET', '/v1/whoami')).status).toBe(200)
   })
 })

@@ -12,6 +12,7 @@ import { readBody, sendEmpty, sendError, sendJson } from './http-io.ts'
 import { ImageStore } from './image-store.ts'
 import { OperationTable, TERMINAL } from './operations.ts'
 import { dispatch, EVENTS_ROUTE, type AppContext } from './routes.ts'
+import { TEST_IMAGES, type TestImageName } from '../test-images.ts'
 import { killGroup, Sandbox } from './sandbox.ts'
 import type {
   ContreeEmulator,
@@ -103,6 +104,22 @@ export async function startContreeEmulator(options: ContreeEmulatorOptions = {})
     }
     if (route === 'GET /_emulator/operations') return sendJson(app, res, 200, app.operations.views())
     if (route === 'GET /_emulator/images') return sendJson(app, res, 200, images.views())
+    if (route === 'POST /_emulator/images') {
+      // Seeds a catalogue image (test-images.ts) for other processes: {"image": "node", "tag": "node:22"}.
+      let body: { image?: unknown; tag?: unknown }
+      try {
+        body = JSON.parse((await readBody(req, () => undefined)).toString('utf8')) as typeof body
+      } catch {
+        return sendError(app, res, 400, 'body must be JSON: {"image": <catalogue name>, "tag"?: string}')
+      }
+      if (typeof body.image !== 'string' || !Object.hasOwn(TEST_IMAGES, body.image)) {
+        return sendError(app, res, 400, `image must be one of ${Object.keys(TEST_IMAGES).join(', ')}`)
+      }
+      if (body.tag !== undefined && typeof body.tag !== 'string') return sendError(app, res, 400, 'tag must be a string')
+      if (body.tag && images.findByTag(body.tag)) return sendError(app, res, 409, `tag ${body.tag} is already held by an image`)
+      const record = await images.seed({ image: body.image as TestImageName, ...(body.tag ? { tag: body.tag } : {}) })
+      return sendJson(app, res, 201, { uuid: record.uuid, tag: record.tag })
+    }
     sendError(app, res, 404, `no route for ${req.method} ${pathname}`)
   }
 
