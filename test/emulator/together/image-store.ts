@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto'
 import { chmod, mkdir, rename, rm, writeFile } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
-import { applyLayer } from '../contree/layer-apply.ts'
+import { applyLayer } from './layer-apply.ts'
 import { parseRegistryUrl, RegistryClient } from '../contree/registry-client.ts'
 import { parseReference } from './image-ref.ts'
 import type { SeedFile } from './types.ts'

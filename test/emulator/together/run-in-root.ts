@@ -1,6 +1,7 @@
-// The one way this emulator runs a command: `runInRoot(root, spec)`. Today it sits on the ConTree emulator's
-// `launch`/`planMounts` (chroot in a private mount namespace when root, else on the host with the cwd inside
-// the root); the shared sandbox runner can replace the body of this module without touching its callers.
+// The one way this emulator runs a command: `runInRoot(root, spec)`. Today it sits on host-launcher.ts,
+// the ConTree emulator's former `launch`/`planMounts` (chroot in a private mount namespace when root, else
+// on the host with the cwd inside the root); the shared sandbox runner (contree/sandbox.ts) can replace the
+// body of this module without touching its callers.
 //
 // Host directories are bind-mounted into a root while something runs in it. A root that several processes
 // share (a sandbox) is held for its whole life, because removing a mount point from the host view would
@@ -8,7 +9,7 @@
 import type { ChildProcess } from 'node:child_process'
 import { readdirSync, readFileSync } from 'node:fs'
 import type { Readable, Writable } from 'node:stream'
-import { killGroup, launch, planMounts, probeSandbox, undoMounts, type MountPlan, type SandboxInfo } from '../contree/sandbox.ts'
+import { killGroup, launch, planMounts, probeSandbox, undoMounts, type MountPlan, type SandboxInfo } from './host-launcher.ts'
 
 export interface RunSpec {
   /** Absolute path inside the root; must exist. */
