@@ -59,6 +59,8 @@ export interface HttpResponse {
   body: AsyncIterable<Uint8Array>
   json<T>(): Promise<T>
   text(): Promise<string>
+  /** The whole body; throws past `limit` bytes. */
+  bytes(limit?: number): Promise<Uint8Array>
   /** Discards the body so the connection can be reused (or closed). */
   dump(): Promise<void>
 }

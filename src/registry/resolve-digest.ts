@@ -21,6 +21,8 @@ export interface RegistryResponse {
   /** Header names lower-case. */
   headers: Record<string, string | undefined>
   text(): Promise<string>
+  /** The raw body; transports that lack it are read through text() (see responseBytes). */
+  bytes?(): Promise<Uint8Array>
 }
 
 export interface RegistryTransport {
@@ -64,12 +66,38 @@ const DIGEST = /^sha256:[a-f0-9]{64}$/
 
 export async function resolveManifestDigest(ref: ImageReference, opts: ResolveOptions): Promise<string> {
   if (ref.digest !== undefined) return ref.digest
-
-  const name = formatReference(ref)
+  const session = openRegistrySession(ref, opts)
   const manifestUrl = `${registryApiBase(ref)}/v2/${ref.repository}/manifests/${encodeURIComponent(ref.tag ?? 'latest')}`
-  const baseHeaders: Record<string, string> = { accept: MANIFEST_ACCEPT }
+  let response = await session.send('HEAD', manifestUrl, { accept: MANIFEST_ACCEPT })
 
-  const send = async (method: 'GET' | 'HEAD', url: string, headers: Record<string, string>): Promise<RegistryResponse> => {
+  // Some registries refuse HEAD or omit the digest header; the digest is then the hash of the body.
+  if (response.status === 405 || (isOk(response.status) && !DIGEST.test(response.headers['docker-content-digest'] ?? ''))) {
+    response = await session.send('GET', manifestUrl, { accept: MANIFEST_ACCEPT })
+    if (isOk(response.status)) {
+      const fromHeader = response.headers['docker-content-digest'] ?? ''
+      if (DIGEST.test(fromHeader)) return fromHeader
+      return `sha256:${createHash('sha256').update(await responseBytes(response)).digest('hex')}`
+    }
+  }
+
+  if (isOk(response.status)) return response.headers['docker-content-digest'] as string
+  throw registryFailure(ref, session.name, response)
+}
+
+/**
+ * Requests to one repository of one registry, answering its auth challenge once (the bearer token or
+ * basic credentials are reused for every later request of the session).
+ */
+export interface RegistrySession {
+  /** `host/repository:tag` for messages. */
+  readonly name: string
+  send(method: 'GET' | 'HEAD', url: string, headers: Record<string, string>): Promise<RegistryResponse>
+}
+
+export function openRegistrySession(ref: ImageReference, opts: ResolveOptions): RegistrySession {
+  const name = formatReference(ref)
+  let authorization: string | undefined
+  const raw = async (method: 'GET' | 'HEAD', url: string, headers: Record<string, string>): Promise<RegistryResponse> => {
     try {
       const req: RegistryRequest = { method, url, headers }
       if (opts.signal !== undefined) req.signal = opts.signal
@@ -83,28 +111,22 @@ export async function resolveManifestDigest(ref: ImageReference, opts: ResolveOp
       })
     }
   }
-
-  let authorization: string | undefined
-  let response = await send('HEAD', manifestUrl, baseHeaders)
-  if (response.status === 401) {
-    authorization = await authorize(ref, name, response, opts, send)
-    response = await send('HEAD', manifestUrl, { ...baseHeaders, authorization })
+  return {
+    name,
+    async send(method, url, headers) {
+      const withAuth = (): Record<string, string> => (authorization === undefined ? headers : { ...headers, authorization })
+      const response = await raw(method, url, withAuth())
+      if (response.status !== 401) return response
+      authorization = await authorize(ref, name, response, opts, raw)
+      return raw(method, url, withAuth())
+    },
   }
+}
 
-  // Some registries refuse HEAD or omit the digest header; the digest is then the hash of the body.
-  if (response.status === 405 || (isOk(response.status) && !DIGEST.test(response.headers['docker-content-digest'] ?? ''))) {
-    const headers = authorization === undefined ? baseHeaders : { ...baseHeaders, authorization }
-    response = await send('GET', manifestUrl, headers)
-    if (isOk(response.status)) {
-      const fromHeader = response.headers['docker-content-digest'] ?? ''
-      if (DIGEST.test(fromHeader)) return fromHeader
-      const body = await response.text()
-      return `sha256:${createHash('sha256').update(body, 'utf8').digest('hex')}`
-    }
-  }
-
-  if (isOk(response.status)) return response.headers['docker-content-digest'] as string
-  throw failure(ref, name, response)
+/** The body as bytes: transports that only offer text are read as UTF-8 (manifests and configs are JSON). */
+export async function responseBytes(response: RegistryResponse): Promise<Uint8Array> {
+  if (response.bytes) return response.bytes()
+  return Buffer.from(await response.text(), 'utf8')
 }
 
 async function authorize(
@@ -200,7 +222,7 @@ async function fetchToken(
   return token
 }
 
-function failure(ref: ImageReference, name: string, response: RegistryResponse): RegistryError {
+export function registryFailure(ref: ImageReference, name: string, response: RegistryResponse): RegistryError {
   const status = response.status
   switch (status) {
     case 404:
@@ -226,7 +248,7 @@ function basicAuthorization(username: string, password: string): string {
   return `Basic ${Buffer.from(`${username}:${password}`, 'utf8').toString('base64')}`
 }
 
-function isOk(status: number): boolean {
+export function isOk(status: number): boolean {
   return status >= 200 && status < 300
 }
 

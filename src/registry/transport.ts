@@ -28,7 +28,7 @@ export function createRegistryTransport(): RegistryTransport {
         ...(req.signal ? { signal: req.signal } : {}),
       })
       if (req.method === 'HEAD') await response.dump()
-      return { status: response.status, headers: response.headers, text: () => response.text() }
+      return { status: response.status, headers: response.headers, text: () => response.text(), bytes: () => response.bytes() }
     },
   }
 }
