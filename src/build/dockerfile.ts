@@ -2,7 +2,8 @@
  * Dockerfile text → instructions, following BuildKit's parser rather than contree-cli's (users of
  * docker/build-push-action expect Docker's behaviour): parser directives, escape-char continuations
  * joined without inserting spaces, comment and empty lines allowed inside a continuation, leading
- * `--flag=value` words split off every instruction, and JSON (exec) form detection.
+ * `--flag=value` words split off every instruction, JSON (exec) form detection, and heredocs
+ * (`RUN <<EOF`, `COPY <<EOF /dest`) for RUN, COPY and ADD, read the way BuildKit reads them.
  */
 
 export class DockerfileError extends Error {
@@ -24,6 +25,10 @@ export interface Instruction {
   args: string
   /** Leading `--name=value` words; a bare `--name` has the value "". Names are lower-case. */
   flags: Record<string, string>
+  /** Every value of each flag in order; only repeatable flags (`--mount`) can have more than one. */
+  flagValues: Record<string, string[]>
+  /** Here-documents that follow the instruction, in the order their markers appear. */
+  heredocs: Heredoc[]
   /** 'exec' when `args` is a JSON array of strings (only for keywords that accept one). */
   form: InstructionForm
   /** The JSON array when form is 'exec'. */
@@ -32,6 +37,15 @@ export interface Instruction {
   line: number
   /** The instruction as written on its first line, for messages. */
   original: string
+}
+
+export interface Heredoc {
+  /** The delimiter word, e.g. "EOF" (also the file name of a COPY heredoc). */
+  name: string
+  /** The body, each line ending in "\n" (leading tabs already removed for `<<-`). */
+  content: string
+  /** False when the delimiter was quoted: the body is then taken literally. */
+  expand: boolean
 }
 
 export interface ParsedDockerfile {
@@ -50,6 +64,15 @@ export const KNOWN_KEYWORDS: ReadonlySet<string> = new Set([
 
 /** Keywords whose arguments Docker reads as a JSON array when they look like one. */
 const JSON_FORM_KEYWORDS: ReadonlySet<string> = new Set(['RUN', 'CMD', 'ENTRYPOINT', 'SHELL', 'COPY', 'ADD', 'VOLUME'])
+
+/** Keywords whose arguments may open here-documents (BuildKit's list). */
+const HEREDOC_KEYWORDS: ReadonlySet<string> = new Set(['RUN', 'COPY', 'ADD'])
+
+/** Flags an instruction may repeat; any other flag given twice is an error, as in BuildKit. */
+const REPEATABLE_FLAGS: ReadonlySet<string> = new Set(['mount'])
+
+/** A heredoc marker as a whole word: `<<EOF`, `<<-EOF`, `<<"EOF"`, `<<'EOF'`, optionally after a fd number. */
+const HEREDOC_MARKER = /(?:^|\s)\d*<<(-?)(["']?)([^\s"'<>|&;]+)\2(?=\s|$)/g
 
 const KNOWN_DIRECTIVES: ReadonlySet<string> = new Set(['escape', 'syntax', 'check'])
 
@@ -84,16 +107,29 @@ export function parseDockerfile(text: string, options: ParseOptions = {}): Parse
       open = continuation.test(next)
       joined += open ? next.replace(continuation, '') : next
     }
-    try {
-      instructions.push(parseInstruction(joined.trim(), startLine, first.trimEnd(), fileName))
-    } catch (error) {
-      // A heredoc body (`RUN <<EOF`) shows up as unknown instructions; say what is really wrong.
-      const previous = instructions.at(-1)
-      if (error instanceof DockerfileError && previous && /<<-?\s*["']?[A-Za-z_]/.test(previous.args)) {
-        throw new DockerfileError(error.line, `${error.message.replace(/^[^:]*:\d+: /, '')}; heredocs (line ${previous.line}) are not supported`, fileName)
+    const instruction = parseInstruction(joined.trim(), startLine, first.trimEnd(), fileName)
+    if (HEREDOC_KEYWORDS.has(instruction.keyword) && instruction.form === 'shell') {
+      // The bodies follow the instruction line, one after the other, each up to its delimiter line.
+      for (const match of instruction.args.matchAll(HEREDOC_MARKER)) {
+        const chomp = match[1] === '-'
+        const name = match[3] ?? ''
+        const body: string[] = []
+        let closed = false
+        while (i < lines.length) {
+          const raw = lines[i] ?? ''
+          i++
+          const line = chomp ? raw.replace(/^\t+/, '') : raw
+          if (line === name) {
+            closed = true
+            break
+          }
+          body.push(line)
+        }
+        if (!closed) throw new DockerfileError(startLine, `here-document "${name}" is not closed: no line "${name}" follows`, fileName)
+        instruction.heredocs.push({ name, content: body.map((line) => `${line}\n`).join(''), expand: match[2] === '' })
       }
-      throw error
     }
+    instructions.push(instruction)
   }
   return { instructions, escapeChar, directives, fileName }
 }
@@ -124,8 +160,8 @@ function parseInstruction(text: string, line: number, original: string, fileName
     const hint = suggestKeyword(keyword)
     throw new DockerfileError(line, `unknown instruction "${word}"${hint ? ` (did you mean ${hint}?)` : ''}`, fileName)
   }
-  const { flags, rest } = splitFlags(match?.[2] ?? '', line, fileName)
-  const instruction: Instruction = { keyword, args: rest, flags, form: 'shell', line, original }
+  const { flags, flagValues, rest } = splitFlags(match?.[2] ?? '', line, fileName)
+  const instruction: Instruction = { keyword, args: rest, flags, flagValues, heredocs: [], form: 'shell', line, original }
   if (JSON_FORM_KEYWORDS.has(keyword)) {
     const argv = parseJsonArray(rest)
     if (argv) {
@@ -137,8 +173,9 @@ function parseInstruction(text: string, line: number, original: string, fileName
 }
 
 /** Docker reads leading words starting with `--` as flags, until the first other word or a bare `--`. */
-function splitFlags(text: string, line: number, fileName: string): { flags: Record<string, string>; rest: string } {
+function splitFlags(text: string, line: number, fileName: string): { flags: Record<string, string>; flagValues: Record<string, string[]>; rest: string } {
   const flags: Record<string, string> = {}
+  const flagValues: Record<string, string[]> = {}
   let rest = text
   for (;;) {
     const match = /^--(\S*)(?:\s+|$)/.exec(rest)
@@ -149,10 +186,11 @@ function splitFlags(text: string, line: number, fileName: string): { flags: Reco
     const eq = body.indexOf('=')
     const name = (eq === -1 ? body : body.slice(0, eq)).toLowerCase()
     const value = eq === -1 ? '' : unquote(body.slice(eq + 1))
-    if (Object.hasOwn(flags, name)) throw new DockerfileError(line, `flag --${name} is given more than once`, fileName)
+    if (Object.hasOwn(flags, name) && !REPEATABLE_FLAGS.has(name)) throw new DockerfileError(line, `flag --${name} is given more than once`, fileName)
     flags[name] = value
+    ;(flagValues[name] ??= []).push(value)
   }
-  return { flags, rest: rest.trim() }
+  return { flags, flagValues, rest: rest.trim() }
 }
 
 function unquote(value: string): string {

@@ -99,10 +99,33 @@ describe('parseDockerfile', () => {
     expect(() => parseDockerfile('BOGUS', { fileName: 'docker/app.Dockerfile' })).toThrow(/^docker\/app\.Dockerfile:1: unknown instruction "BOGUS"$/)
   })
 
-  it('explains a heredoc instead of reporting its body as unknown instructions', () => {
-    expect(() => parseDockerfile('FROM a\nRUN <<EOF\napt-get update\nEOF')).toThrow(
-      'Dockerfile:3: unknown instruction "apt-get"; heredocs (line 2) are not supported',
-    )
+  it('reads a heredoc body up to its delimiter, and goes on after it', () => {
+    const { instructions } = parseDockerfile('FROM a\nRUN <<EOF\napt-get update\n  echo "$HOME"\nEOF\nRUN true')
+    expect(instructions.map((i) => i.keyword)).toEqual(['FROM', 'RUN', 'RUN'])
+    expect(instructions[1]?.heredocs).toEqual([{ name: 'EOF', content: 'apt-get update\n  echo "$HOME"\n', expand: true }])
+  })
+
+  it('heredocs: <<- strips leading tabs, a quoted delimiter turns expansion off, several follow each other', () => {
+    const { instructions } = parseDockerfile("FROM a\nCOPY <<-one <<'two' /dest/\n\tfirst $X\n\tone\nsecond $X\ntwo\n")
+    expect(instructions[1]?.heredocs).toEqual([
+      { name: 'one', content: 'first $X\n', expand: true },
+      { name: 'two', content: 'second $X\n', expand: false },
+    ])
+  })
+
+  it('a heredoc without its delimiter line is an error naming the instruction', () => {
+    expect(() => parseDockerfile('FROM a\nRUN <<EOF\necho hi')).toThrow('Dockerfile:2: here-document "EOF" is not closed')
+  })
+
+  it('<<< and a heredoc-looking word inside exec form are not heredocs', () => {
+    const { instructions } = parseDockerfile('FROM a\nRUN cat <<< "x"\nRUN ["sh", "-c", "cat <<EOF"]')
+    expect(instructions.map((i) => i.heredocs.length)).toEqual([0, 0, 0])
+  })
+
+  it('--mount may be repeated; its values are kept in order', () => {
+    const run = parseDockerfile('FROM a\nRUN --mount=type=cache,target=/a --mount=type=secret,id=s make').instructions[1]
+    expect(run?.flagValues.mount).toEqual(['type=cache,target=/a', 'type=secret,id=s'])
+    expect(run?.args).toBe('make')
   })
 
   it('rejects a repeated flag', () => {
