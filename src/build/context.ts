@@ -5,10 +5,13 @@
  * a path outside it, not even as an intermediate hop (so a link that leaves and re-enters, such as
  * `../ctx/a.txt`, is refused too: following it would mean looking outside).
  *
- * Symlinks: Docker copies a symlink as a symlink. The sandbox API places regular files only, so a
- * symlink whose target stays inside the context is followed and its target's content is copied at
- * the link's path (directory links are walked, with loop detection). Sockets, FIFOs and devices met
- * while walking a directory are skipped; named explicitly they are an error.
+ * Symlinks: a source named explicitly is followed (inside the context), as Docker does. Below a
+ * directory source, resolveTree keeps links as links (their target text is only read, never
+ * followed, so it may point anywhere) and reports every directory, empty ones included, with its
+ * mode — what Docker's COPY puts in the image. resolveSources (uploads) follows links inside the
+ * context instead and lists regular files only. Sockets, FIFOs and devices met while walking a
+ * directory are skipped; named explicitly they are an error. A wildcard that matches nothing is
+ * allowed (BuildKit allows it); a plain source that does not exist is an error.
  */
 import { lstat, readdir, readlink, realpath, stat } from 'node:fs/promises'
 import path from 'node:path'
@@ -52,6 +55,31 @@ export interface ContextOptions {
   concurrency?: number
 }
 
+/** A directory below a directory source (mode from the context). */
+export interface ContextDir {
+  relPath: string
+  /** st_mode & 0o7777. */
+  mode: number
+  source: string
+  pathInSource: string
+}
+
+/** A symbolic link below a directory source, kept as a link. */
+export interface ContextLink {
+  relPath: string
+  /** The link's target text, as readlink gives it. */
+  target: string
+  source: string
+  pathInSource: string
+}
+
+/** What a COPY of some sources puts in the image. */
+export interface ContextTree {
+  files: ContextFile[]
+  dirs: ContextDir[]
+  links: ContextLink[]
+}
+
 interface Listed {
   relPath: string
   absPath: string
@@ -69,8 +97,30 @@ export async function resolveSources(
   matcher: IgnoreMatcher,
   options: ContextOptions = {},
 ): Promise<ContextFile[]> {
+  return (await collect(contextDir, sources, matcher, options, false)).files
+}
+
+/** COPY's view of the sources: files, directories and links, as Docker would place them. */
+export async function resolveTree(
+  contextDir: string,
+  sources: readonly string[],
+  matcher: IgnoreMatcher,
+  options: ContextOptions = {},
+): Promise<ContextTree> {
+  return collect(contextDir, sources, matcher, options, true)
+}
+
+async function collect(
+  contextDir: string,
+  sources: readonly string[],
+  matcher: IgnoreMatcher,
+  options: ContextOptions,
+  keepTree: boolean,
+): Promise<ContextTree> {
   const root = await realpath(contextDir)
   const listed: Listed[] = []
+  const dirs: ContextDir[] = []
+  const links: ContextLink[] = []
   for (const source of sources) {
     const cleaned = checkSource(source)
     const wildcard = containsWildcards(cleaned)
@@ -88,11 +138,16 @@ export async function resolveSources(
         throw new ContextError(source, 'excluded by .dockerignore')
       }
       if (isDir) {
-        const before = listed.length
+        const tree = keepTree
+          ? {
+              dir: (relPath: string, mode: number) => dirs.push({ relPath, mode, source, pathInSource: relativeTo(rel, relPath) }),
+              link: (relPath: string, target: string) => links.push({ relPath, target, source, pathInSource: relativeTo(rel, relPath) }),
+            }
+          : undefined
         await walkDirectory(root, rel, resolved.absPath, matcher, source, new Set([resolved.absPath]), (file) =>
           listed.push({ ...file, source, sourceKind: 'directory', pathInSource: relativeTo(rel, file.relPath) }),
-        )
-        found += listed.length - before || 1
+        tree)
+        found++
       } else if (resolved.isFile) {
         listed.push({ relPath: rel, absPath: resolved.absPath, source, sourceKind: 'file', pathInSource: path.posix.basename(rel) })
         found++
@@ -100,9 +155,10 @@ export async function resolveSources(
         throw new ContextError(source, 'is not a regular file or directory')
       }
     }
-    if (found === 0) throw new ContextError(source, 'no file in the build context matches it')
+    // BuildKit lets a wildcard match nothing (`COPY yarn.lock* ./`); a plain missing source failed above.
+    if (found === 0 && !wildcard) throw new ContextError(source, 'no file in the build context matches it')
   }
-  return hashAll(listed, options)
+  return { files: await hashAll(listed, options), dirs, links }
 }
 
 /** Every file of the context that .dockerignore keeps, sorted by path; for whole-context digests. */
@@ -209,6 +265,7 @@ async function walkDirectory(
   source: string,
   ancestors: Set<string>,
   emit: (file: { relPath: string; absPath: string }) => void,
+  tree?: { dir(relPath: string, mode: number): void; link(relPath: string, target: string): void },
 ): Promise<void> {
   const entries = (await readdir(absDir, { withFileTypes: true })).sort((a, b) => compare(a.name, b.name))
   for (const entry of entries) {
@@ -216,6 +273,10 @@ async function walkDirectory(
     let absPath = path.join(absDir, entry.name)
     let isDir = entry.isDirectory()
     let isFile = entry.isFile()
+    if (entry.isSymbolicLink() && tree) {
+      if (!matcher.ignores(relPath, false)) tree.link(relPath, await readlink(path.join(absDir, entry.name)))
+      continue
+    }
     if (entry.isSymbolicLink()) {
       // An ignored link is never followed, so it cannot make an otherwise-excluded escape fail the build.
       if (matcher.ignores(relPath, false) && !matcher.mayHaveIncludedChildren(relPath)) continue
@@ -229,7 +290,9 @@ async function walkDirectory(
     if (isDir) {
       if (ancestors.has(absPath)) throw new ContextError(source, `symbolic link loop at "${relPath}"`)
       ancestors.add(absPath)
-      await walkDirectory(root, relPath, absPath, matcher, source, ancestors, emit)
+      // An ignored directory walked only for its re-included children is still created (Docker does).
+      if (tree) tree.dir(relPath, (await stat(absPath)).mode & 0o7777)
+      await walkDirectory(root, relPath, absPath, matcher, source, ancestors, emit, tree)
       ancestors.delete(absPath)
     } else if (isFile) {
       emit({ relPath, absPath })

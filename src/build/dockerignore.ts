@@ -31,16 +31,23 @@ export class DockerignoreError extends Error {
   }
 }
 
-/** Reads `<contextDir>/.dockerignore` into patterns; a missing file means no patterns. */
-export async function readDockerignore(contextDir: string): Promise<string[]> {
-  let text: string
-  try {
-    text = await readFile(path.join(contextDir, '.dockerignore'), 'utf8')
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return []
-    throw error
+/**
+ * Reads the ignore patterns of a build: `<Dockerfile>.dockerignore` beside the Dockerfile when it
+ * exists (it takes precedence, as in BuildKit), else `<contextDir>/.dockerignore`; neither means none.
+ */
+export async function readDockerignore(contextDir: string, dockerfile?: string): Promise<string[]> {
+  const candidates = [...(dockerfile ? [`${dockerfile}.dockerignore`] : []), path.join(contextDir, '.dockerignore')]
+  for (const candidate of candidates) {
+    let text: string
+    try {
+      text = await readFile(candidate, 'utf8')
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue
+      throw error
+    }
+    return parseDockerignore(text)
   }
-  return parseDockerignore(text)
+  return []
 }
 
 /** The pattern lines of a .dockerignore text, normalised as Docker does. */

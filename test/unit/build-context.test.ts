@@ -3,7 +3,7 @@ import { chmod, mkdir, mkdtemp, rm, symlink, utimes, writeFile } from 'node:fs/p
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { ContextError, resolveSources, walkContext } from '../../src/build/context.ts'
+import { ContextError, resolveSources, resolveTree, walkContext } from '../../src/build/context.ts'
 import { createIgnoreMatcher } from '../../src/build/dockerignore.ts'
 import { createFileHasher, type FileHasher } from '../../src/build/file-hasher.ts'
 
@@ -152,10 +152,29 @@ describe('resolveSources: files', () => {
 
   it.each([
     { name: 'missing file', source: 'nope.txt', reason: /not found in the build context/ },
-    { name: 'wildcard without matches', source: '*.nothing', reason: /no file in the build context matches it/ },
     { name: 'file excluded by .dockerignore', source: 'b.txt', reason: /excluded by \.dockerignore/ },
   ])('$name', async ({ source, reason }) => {
     await expect(resolveSources(ctx, [source], createIgnoreMatcher(['b.txt']))).rejects.toThrow(reason)
+  })
+
+  it('a wildcard that matches nothing is allowed, as BuildKit allows it (COPY yarn.lock* ./)', async () => {
+    expect(await resolveSources(ctx, ['*.nothing', 'a.txt'], none)).toHaveLength(1)
+    expect(await resolveSources(ctx, ['*.nothing'], none)).toEqual([])
+  })
+
+  it('resolveTree keeps links below a directory as links, and lists directories (empty ones too) with their modes', async () => {
+    await mkdir(path.join(ctx, 'src/empty'), { mode: 0o700 })
+    await chmod(path.join(ctx, 'src/empty'), 0o700)
+    try {
+      const tree = await resolveTree(ctx, ['src'], none)
+      expect(tree.files.map((f) => f.pathInSource)).toEqual(['lib/util.ts', 'main.ts'])
+      expect(tree.links).toEqual([{ relPath: 'src/lib/up', target: '../main.ts', source: 'src', pathInSource: 'lib/up' }])
+      expect(tree.dirs.map((d) => [d.pathInSource, d.mode.toString(8)])).toEqual([['empty', '700'], ['lib', '755']])
+      // A link named explicitly is followed, as Docker does.
+      expect((await resolveTree(ctx, ['link-to-a'], none)).files.map((f) => f.sha256)).toEqual([sha('A')])
+    } finally {
+      await rm(path.join(ctx, 'src/empty'), { recursive: true })
+    }
   })
 
   it('.dockerignore applies inside directory sources and wildcards', async () => {

@@ -83,3 +83,19 @@ describe('readDockerignore', () => {
     expect(await readDockerignore(dir)).toEqual([])
   })
 })
+
+describe('readDockerignore: which file', () => {
+  it('<Dockerfile>.dockerignore beside the Dockerfile wins over the context one; the context one is the fallback', async () => {
+    const { mkdtempSync, writeFileSync, mkdirSync } = await import('node:fs')
+    const { tmpdir } = await import('node:os')
+    const { join } = await import('node:path')
+    const { readDockerignore } = await import('../../src/build/dockerignore.ts')
+    const dir = mkdtempSync(join(tmpdir(), 'ignore-'))
+    mkdirSync(join(dir, 'docker'))
+    writeFileSync(join(dir, '.dockerignore'), 'from-context\n')
+    expect(await readDockerignore(dir, join(dir, 'docker', 'app.Dockerfile'))).toEqual(['from-context'])
+    writeFileSync(join(dir, 'docker', 'app.Dockerfile.dockerignore'), 'beside-dockerfile\n')
+    expect(await readDockerignore(dir, join(dir, 'docker', 'app.Dockerfile'))).toEqual(['beside-dockerfile'])
+    expect(await readDockerignore(join(dir, 'docker'))).toEqual([])
+  })
+})
