@@ -1,15 +1,18 @@
 /**
- * Docker's destination rules for COPY/ADD, applied to files already resolved from the context:
- * - one non-wildcard file source and a destination not ending in "/" → the destination is the file;
+ * Docker's destination rules for COPY/ADD, applied to what was resolved from the context:
+ * - one non-wildcard file source and a destination not ending in "/" → the destination is the file,
+ *   unless the image already has a directory there: then the file goes inside it (decided where the
+ *   image is, at run time, so the entry carries the name to use);
  * - several sources, or a wildcard → the destination must end in "/" (Docker's own error otherwise);
- * - a directory source copies its contents (not the directory itself) below the destination;
+ * - a directory source copies its contents (not the directory itself) below the destination, its
+ *   subdirectories (empty ones too) and symlinks included;
  * - a relative destination is joined to WORKDIR; "." and a trailing "/" or "/." mean a directory.
- * Ownership: `--chown` takes numeric ids, or "root" (0); other names are refused because no
- * /etc/passwd of the image can be read client-side. A missing group means gid = uid, as in Docker.
- * Mode: `--chmod` (octal), else the context file's own permission bits.
+ * Ownership: `--chown` is kept as written (names are resolved against the image's own /etc/passwd
+ * when the step runs); without it, 0:0. Mode: `--chmod` (octal), else the context's permission
+ * bits — on a Windows runner Docker's rule for files that carry no Unix modes (0755 style).
  */
 import path from 'node:path'
-import { containsWildcards, type ContextFile } from './context.ts'
+import { containsWildcards, type ContextFile, type ContextTree } from './context.ts'
 
 export class CopyPlanError extends Error {
   constructor(message: string) {
@@ -18,12 +21,25 @@ export class CopyPlanError extends Error {
   }
 }
 
-export interface PlacedFile {
-  file: ContextFile
-  /** Four-digit octal, e.g. "0644". */
-  mode: string
-  uid: number
-  gid: number
+/** Where a file's bytes come from. */
+export type EntryContent =
+  | { kind: 'context'; file: ContextFile }
+  /** COPY heredocs: the text, already expanded when the delimiter was not quoted. */
+  | { kind: 'inline'; bytes: Uint8Array; sha256: string }
+  | { kind: 'url'; url: string; checksum?: string }
+
+/** One thing COPY/ADD puts in the image. */
+export interface CopyEntry {
+  /** Absolute path in the image. */
+  path: string
+  type: 'file' | 'dir' | 'symlink'
+  /** Permission bits. */
+  mode: number
+  content?: EntryContent
+  /** Link target text (symlinks). */
+  target?: string
+  /** Lone file to a path that may be an existing directory in the image: then it lands inside, under this name. */
+  intoDirName?: string
 }
 
 export interface CopyRequest {
@@ -34,18 +50,13 @@ export interface CopyRequest {
   dest: string
   /** Absolute WORKDIR in force. */
   workdir: string
-  /** Files resolved for the local sources. */
-  files: readonly ContextFile[]
-  chown?: string
-  chmod?: string
+  tree: ContextTree
+  chmod?: number
+  /** The runner's OS, for Docker's Windows mode rule; `process.platform` by default. */
+  hostPlatform?: NodeJS.Platform
 }
 
-export interface Ownership {
-  uid: number
-  gid: number
-}
-
-export function planCopy(request: CopyRequest): Record<string, PlacedFile> {
+export function planCopy(request: CopyRequest): CopyEntry[] {
   const { keyword } = request
   const destIsDir = destinationIsDirectory(request.dest)
   const multiple = request.sources.length > 1 || request.sources.some(containsWildcards)
@@ -53,15 +64,27 @@ export function planCopy(request: CopyRequest): Record<string, PlacedFile> {
     throw new CopyPlanError(`When using ${keyword} with more than one source file, the destination must be a directory and end with a /`)
   }
   const dest = absoluteDestination(request.dest, request.workdir)
-  const owner = parseChown(request.chown, keyword)
-  const chmod = parseChmod(request.chmod, keyword)
-  const placed: Record<string, PlacedFile> = {}
-  for (const file of request.files) {
-    const target =
-      file.sourceKind === 'file' && !destIsDir && !multiple ? dest : path.posix.join(dest, file.pathInSource)
-    placed[target] = { file, mode: chmod ?? formatMode(file.mode), uid: owner.uid, gid: owner.gid }
+  const host = request.hostPlatform ?? process.platform
+  const modeOf = (mode: number): number => request.chmod ?? contextMode(mode, host)
+  const entries: CopyEntry[] = []
+  for (const dir of request.tree.dirs) entries.push({ path: path.posix.join(dest, dir.pathInSource), type: 'dir', mode: modeOf(dir.mode) })
+  for (const file of request.tree.files) {
+    const lone = file.sourceKind === 'file' && !destIsDir && !multiple
+    const entry: CopyEntry = { path: lone ? dest : path.posix.join(dest, file.pathInSource), type: 'file', mode: modeOf(file.mode), content: { kind: 'context', file } }
+    if (lone) entry.intoDirName = path.posix.basename(file.relPath)
+    entries.push(entry)
   }
-  return placed
+  for (const link of request.tree.links) entries.push({ path: path.posix.join(dest, link.pathInSource), type: 'symlink', mode: 0o777, target: link.target })
+  return entries
+}
+
+/**
+ * The mode Docker gives a context entry. A Windows client sends no Unix modes, and Docker's rule for
+ * them is to drop group/other write and add every execute bit (0644 → 0755, read-only → 0555).
+ */
+export function contextMode(mode: number, hostPlatform: NodeJS.Platform): number {
+  const bits = mode & 0o7777
+  return hostPlatform === 'win32' ? (bits & 0o755) | 0o111 : bits
 }
 
 /** Where an ADD of a URL lands: the URL's file name below a directory destination, else the destination. */
@@ -93,32 +116,19 @@ export function absoluteDestination(dest: string, workdir: string): string {
   return normalized.length > 1 ? normalized.replace(/\/+$/, '') : normalized
 }
 
-/** `--chown=uid[:gid]`; numeric ids or "root". Undefined flag → 0:0 (Docker's default). */
-export function parseChown(value: string | undefined, keyword = 'COPY'): Ownership {
-  if (value === undefined) return { uid: 0, gid: 0 }
+/** `--chown=user[:group]` as written (names or ids); undefined when not given. Checked for shape only. */
+export function parseChown(value: string | undefined, keyword = 'COPY'): string | undefined {
+  if (value === undefined) return undefined
   const parts = value.split(':')
-  if (value === '' || parts.length > 2) throw new CopyPlanError(`${keyword} --chown="${value}": expected uid[:gid]`)
-  const uid = parseId(parts[0] ?? '', 'user', value, keyword)
-  const gid = parts.length === 2 ? parseId(parts[1] ?? '', 'group', value, keyword) : uid
-  return { uid, gid }
+  if (value === '' || parts.length > 2 || parts.some((part) => part === '')) throw new CopyPlanError(`${keyword} --chown="${value}": expected user[:group]`)
+  return value
 }
 
-function parseId(text: string, what: string, value: string, keyword: string): number {
-  if (text === 'root') return 0
-  if (/^\d+$/.test(text)) {
-    const id = Number(text)
-    if (id <= 0xffffffff) return id
-  }
-  throw new CopyPlanError(
-    `${keyword} --chown="${value}": ${what} "${text}" must be a numeric id (or root); names cannot be looked up outside the image`,
-  )
-}
-
-/** `--chmod=` octal (3 or 4 digits) → "0755"; undefined when not given. */
-export function parseChmod(value: string | undefined, keyword = 'COPY'): string | undefined {
+/** `--chmod=` octal (3 or 4 digits); undefined when not given. */
+export function parseChmod(value: string | undefined, keyword = 'COPY'): number | undefined {
   if (value === undefined) return undefined
   if (!/^[0-7]{3,4}$/.test(value)) throw new CopyPlanError(`${keyword} --chmod="${value}": expected an octal mode such as 0755`)
-  return value.padStart(4, '0')
+  return Number.parseInt(value, 8)
 }
 
 export function formatMode(mode: number): string {

@@ -1,61 +1,89 @@
 /**
- * A parsed Dockerfile + build args → the remote steps. Single stage only. ENV, ARG, WORKDIR, USER,
- * SHELL and COPY/ADD never make a step of their own: they shape the next RUN (its environment, cwd,
- * user, shell, and the files placed before it runs). Files still pending at the end get an implicit
- * commit step. Pure apart from the injected source resolver.
+ * A parsed Dockerfile + build args + the base images' configs → the remote steps of every stage the
+ * build needs. Each stage starts from its base's config as Docker does: its Env (PATH!) is the
+ * environment and the substitution scope, its WorkingDir the first WORKDIR, its User the first USER,
+ * its Shell the first SHELL; a stage built FROM another stage starts from that stage's end state.
+ *
+ * ENV, ARG, WORKDIR, USER, SHELL and COPY/ADD never make a step of their own: they shape the next
+ * RUN (its environment, cwd, user, shell, and the file operations done before it runs, in Dockerfile
+ * order). Operations still pending at the end of a stage get an implicit commit step that runs no
+ * command. Pure apart from the injected source resolver.
  *
  * Docker semantics kept on purpose: RUN text is not substituted by the builder (the shell expands
  * `$VAR` at run time from the environment); ARG values in scope are part of RUN's environment, with
  * ENV taking precedence; build args only set declared ARGs (others are reported as unused), except
  * Docker's predefined proxy args, which reach RUN's environment without a declaration and are left
- * out of cache keys.
+ * out of cache keys; a base image without PATH gets Docker's default PATH.
  */
+import { createHash } from 'node:crypto'
 import path from 'node:path'
-import type { ContextFile } from './context.ts'
-import { parseChmod, parseChown, planCopy, urlDestination, type PlacedFile } from './copy-plan.ts'
+import type { ContextFile, ContextTree } from './context.ts'
+import { absoluteDestination, destinationIsDirectory, parseChmod, parseChown, planCopy, urlDestination, type CopyEntry } from './copy-plan.ts'
 import { DockerfileError, type Instruction, type ParsedDockerfile } from './dockerfile.ts'
+import { parseMount, type RunMount } from './mounts.ts'
 import { parseArgDeclarations, parseNameValues } from './name-values.ts'
-import { DEFAULT_SHELL, buildRunSpec, type RunSpec } from './run-command.ts'
+import { readStages, type FromSource, type StageGraph, type StageHeader } from './stages.ts'
 import { processWord, type Variables } from './substitute.ts'
+import { envRecord, formatPlatform, parsePlatform, type ImageConfig, type Platform } from '../registry/image-config.ts'
 
-export type { RunSpec } from './run-command.ts'
+export type { RunMount } from './mounts.ts'
+export type { CopyEntry } from './copy-plan.ts'
 
-export interface PendingFile extends PlacedFile {
-  /** Absolute path in the sandbox. */
+/** Docker's PATH for a RUN in an image whose config has none. */
+export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+export const DEFAULT_SHELL: readonly string[] = ['/bin/sh', '-c']
+
+/** A file operation done before a step's command, in Dockerfile order. */
+export type FsOp =
+  /** WORKDIR: the directory and missing parents, owned by the USER in force (BuildKit), mode 0755. */
+  | { kind: 'mkdir'; line: number; path: string; user: string }
+  /** COPY/ADD of known entries (context, heredoc, URL). Created parents get the --chown owner. */
+  | { kind: 'copy'; line: number; keyword: 'COPY' | 'ADD'; dest: string; chown: string | null; entries: CopyEntry[] }
+  /** COPY --from: entries are read from the source's image when the step runs. */
+  | {
+      kind: 'copy-from'
+      line: number
+      from: FromSource
+      /** Absolute source paths (wildcards allowed). */
+      paths: string[]
+      dest: string
+      destIsDir: boolean
+      chown: string | null
+      chmod: number | null
+    }
+  /** ADD of a local archive: unpacked below `dest`. */
+  | { kind: 'unpack'; line: number; archive: ContextFile; dest: string; chown: string | null; chmod: number | null }
+
+/** A here-document run as the whole command: a script placed for the RUN only (BuildKit's /dev/pipes). */
+export interface ScriptFile {
   path: string
-}
-
-export interface UrlFile {
-  url: string
-  /** Absolute path in the sandbox. */
-  dest: string
-  mode: string
-  uid: number
-  gid: number
-  /** `ADD --checksum=sha256:<hex>`: the expected sha256 (hex) of the download. */
-  checksum?: string
+  bytes: Uint8Array
+  sha256: string
 }
 
 export interface BuildStep {
-  /** 0-based position in `steps`. */
+  /** 0-based position in its stage's steps. */
   index: number
   line: number
   /** Display text, e.g. "RUN make test" (RUN text as written; other instructions after substitution). */
   instruction: string
-  /** 'commit' = implicit step that only places pending files. */
+  /** 'commit' = implicit step that only applies pending file operations. */
   kind: 'run' | 'commit'
-  run?: RunSpec
-  /** The process environment to send: ARG values in scope, then ENV on top (plus proxy build args). */
+  /** The process to run (SHELL already applied to shell form); absent for a commit. */
+  argv?: string[]
+  /** The process environment: image env (config Env + ENV), ARGs in scope, proxy build args. */
   env: Record<string, string>
   cwd: string
-  user?: string
-  files: PendingFile[]
-  urlFiles: UrlFile[]
-  /** ENV values only (the image's environment as built so far); part of the cache key. */
+  /** USER in force as written after substitution; "" = root. */
+  user: string
+  ops: FsOp[]
+  mounts: RunMount[]
+  scripts: ScriptFile[]
+  network: 'default' | 'none'
+  /** The image's environment so far (config Env + ENV); part of the cache key. */
   imageEnv: Record<string, string>
   /** Effective values of the ARGs declared in the stage; part of the cache key. */
   buildArgs: Record<string, string>
-  /** SHELL in force. */
   shell: string[]
 }
 
@@ -65,24 +93,41 @@ export interface BuildNote {
   note: string
 }
 
-export interface BuildPlan {
-  from: { ref: string; line: number; alias?: string }
+/** The config an image built by a stage carries, in image-config terms (what `docker run` starts from). */
+export type StageConfig = ImageConfig
+
+export interface PlannedStage {
+  index: number
+  name?: string
+  line: number
+  base: { kind: 'image'; ref: string } | { kind: 'stage'; index: number }
   steps: BuildStep[]
-  notes: BuildNote[]
-  unusedBuildArgs: string[]
-  /** The state at the end of the file: what `docker run` of the image would start with. */
-  final: { cwd: string; env: Record<string, string>; user?: string }
+  final: StageConfig
 }
 
-/** Resolves COPY/ADD local sources (already substituted) to context files. */
-export type SourceResolver = (
-  sources: readonly string[],
-  at: { keyword: string; line: number },
-) => Promise<readonly ContextFile[]> | readonly ContextFile[]
+export interface BuildPlan {
+  /** Stages to build, dependencies first; the last one is the target. */
+  stages: PlannedStage[]
+  notes: BuildNote[]
+  unusedBuildArgs: string[]
+  graph: StageGraph
+}
+
+/** Resolves COPY/ADD local sources (already substituted) to what they put in the image. */
+export type SourceResolver = (sources: readonly string[], at: { keyword: string; line: number }) => Promise<ContextTree> | ContextTree
 
 export interface PlanOptions {
   buildArgs?: Readonly<Record<string, string>>
+  target?: string
+  /** The platform the sandbox service runs (FROM --platform must match it). */
+  platform: Platform
   resolveSources: SourceResolver
+  /** The config of a FROM image (by its reference as written after substitution); undefined = unknown. */
+  baseConfig: (ref: string) => ImageConfig | undefined
+  /** An already read stage graph (so the caller can resolve the images it names first). */
+  graph?: StageGraph
+  /** The runner's OS, for Docker's Windows mode rule. */
+  hostPlatform?: NodeJS.Platform
 }
 
 /** Docker's predefined ARGs: usable without a declaration, never reported unused. */
@@ -91,18 +136,42 @@ export const PREDEFINED_ARGS: ReadonlySet<string> = new Set([
   'NO_PROXY', 'no_proxy', 'ALL_PROXY', 'all_proxy',
 ])
 
-const NO_REMOTE_EFFECT: ReadonlySet<string> = new Set([
-  'LABEL', 'EXPOSE', 'CMD', 'ENTRYPOINT', 'VOLUME', 'STOPSIGNAL', 'HEALTHCHECK', 'MAINTAINER', 'ONBUILD',
+const PLATFORM_ARGS: ReadonlySet<string> = new Set([
+  'TARGETPLATFORM', 'TARGETOS', 'TARGETARCH', 'TARGETVARIANT', 'BUILDPLATFORM', 'BUILDOS', 'BUILDARCH', 'BUILDVARIANT',
 ])
 
+const METADATA_ONLY: ReadonlySet<string> = new Set(['LABEL', 'EXPOSE', 'VOLUME', 'STOPSIGNAL', 'HEALTHCHECK', 'MAINTAINER'])
+
 const COPY_FLAGS: Readonly<Record<string, ReadonlySet<string>>> = {
-  COPY: new Set(['chown', 'chmod', 'link']),
+  COPY: new Set(['chown', 'chmod', 'link', 'from']),
   ADD: new Set(['chown', 'chmod', 'link', 'checksum']),
 }
 
 const URL_SOURCE = /^https?:\/\//i
 
 export async function createBuildPlan(dockerfile: ParsedDockerfile, options: PlanOptions): Promise<BuildPlan> {
+  const graph = options.graph ?? readStages(dockerfile, { ...(options.buildArgs ? { buildArgs: options.buildArgs } : {}), ...(options.target ? { target: options.target } : {}), platform: options.platform })
+  const notes: BuildNote[] = []
+  const planned = new Map<number, PlannedStage>()
+  for (const index of graph.needed) {
+    const header = graph.stages[index] as StageHeader
+    planned.set(index, await planStage(dockerfile, header, graph, planned, notes, options))
+  }
+  const buildArgs = options.buildArgs ?? {}
+  const unusedBuildArgs = Object.keys(buildArgs)
+    .filter((name) => !graph.declared.has(name) && !PREDEFINED_ARGS.has(name))
+    .sort()
+  return { stages: graph.needed.map((index) => planned.get(index) as PlannedStage), notes, unusedBuildArgs, graph }
+}
+
+async function planStage(
+  dockerfile: ParsedDockerfile,
+  header: StageHeader,
+  graph: StageGraph,
+  planned: ReadonlyMap<number, PlannedStage>,
+  notes: BuildNote[],
+  options: PlanOptions,
+): Promise<PlannedStage> {
   const { fileName, escapeChar } = dockerfile
   const buildArgs = options.buildArgs ?? {}
   const fail = (line: number | null, message: string, cause?: unknown): never => {
@@ -119,30 +188,53 @@ export async function createBuildPlan(dockerfile: ParsedDockerfile, options: Pla
     }
   }
 
-  const declared = new Set<string>()
-  const globalArgs = new Map<string, string | undefined>()
-  const stageArgs = new Map<string, string | undefined>()
-  const env: Record<string, string> = {}
-  const notes: BuildNote[] = []
-  const steps: BuildStep[] = []
-  const pendingFiles = new Map<string, PendingFile>()
-  const pendingUrls = new Map<string, UrlFile>()
-  let from: BuildPlan['from'] | undefined
-  let workdir = '/'
-  let user: string | undefined
-  let shell: string[] = [...DEFAULT_SHELL]
-  let lastCopyLine = 0
+  if (header.base.kind === 'scratch') {
+    fail(
+      header.line,
+      'FROM scratch is not supported on this service: every remote operation starts from an existing image and the service has no empty one. Start from a minimal image instead (e.g. busybox, or gcr.io/distroless/static for a static binary)',
+    )
+  }
+  if (header.platform !== undefined) {
+    const wanted = parsePlatform(header.platform)
+    const service = formatPlatform(options.platform)
+    if (!wanted || formatPlatform(wanted) !== service) {
+      fail(header.line, `FROM --platform=${header.platform}: the sandbox service runs ${service} only and cannot build for another platform`)
+    }
+  }
+  const base: PlannedStage['base'] = header.base.kind === 'stage' ? { kind: 'stage', index: header.base.index } : { kind: 'image', ref: (header.base as { ref: string }).ref }
+  const start: ImageConfig =
+    base.kind === 'stage' ? (planned.get(base.index) as PlannedStage).final : (options.baseConfig(base.ref) ?? { env: [], workingDir: '', user: '', entrypoint: null, cmd: null, shell: null, onBuild: [] })
+  if (start.onBuild.length > 0) {
+    fail(header.line, `FROM: the base image has ONBUILD triggers (${start.onBuild.join('; ')}), which the action does not run; Docker would run them here`)
+  }
 
-  const definedArgs = (args: Map<string, string | undefined>): Record<string, string> => {
+  const env: Record<string, string> = envRecord(start.env)
+  if (!Object.hasOwn(env, 'PATH')) env.PATH = DEFAULT_PATH
+  const stageArgs = new Map<string, string | undefined>()
+  const steps: BuildStep[] = []
+  let ops: FsOp[] = []
+  let workdir = start.workingDir === '' ? '/' : path.posix.resolve('/', start.workingDir)
+  let user = start.user
+  let shell: string[] = start.shell && start.shell.length > 0 ? [...start.shell] : [...DEFAULT_SHELL]
+  let entrypoint = start.entrypoint
+  let cmd = start.cmd
+  let lastOpLine = header.line
+
+  const definedArgs = (): Record<string, string> => {
     const out: Record<string, string> = {}
-    for (const [name, value] of args) if (value !== undefined) out[name] = value
+    for (const [name, value] of stageArgs) if (value !== undefined) out[name] = value
     return out
   }
-  const variables = (): Variables => (from ? { ...definedArgs(stageArgs), ...env } : definedArgs(globalArgs))
+  const variables = (): Variables => ({ ...definedArgs(), ...env })
   const word = (text: string): string => processWord(text, variables(), escapeChar)
 
-  const pushStep = (line: number, instruction: string, kind: BuildStep['kind'], run: RunSpec): void => {
-    const stageValues = definedArgs(stageArgs)
+  const pushStep = (
+    line: number,
+    instruction: string,
+    kind: BuildStep['kind'],
+    run: { argv?: string[]; mounts: RunMount[]; scripts: ScriptFile[]; network: BuildStep['network'] },
+  ): void => {
+    const stageValues = definedArgs()
     const proxies: Record<string, string> = {}
     for (const name of PREDEFINED_ARGS) {
       const value = buildArgs[name]
@@ -153,55 +245,35 @@ export async function createBuildPlan(dockerfile: ParsedDockerfile, options: Pla
       line,
       instruction,
       kind,
-      run,
       env: { ...proxies, ...stageValues, ...env },
       cwd: workdir,
-      files: [...pendingFiles.values()],
-      urlFiles: [...pendingUrls.values()],
+      user,
+      ops,
+      mounts: run.mounts,
+      scripts: run.scripts,
+      network: run.network,
       imageEnv: { ...env },
       buildArgs: stageValues,
       shell: [...shell],
     }
-    if (user !== undefined) step.user = user
+    if (run.argv) step.argv = run.argv
     steps.push(step)
-    pendingFiles.clear()
-    pendingUrls.clear()
+    ops = []
   }
 
-  for (const instruction of dockerfile.instructions) {
+  for (const instruction of header.instructions) {
     const { keyword, line } = instruction
-    if (!from && keyword !== 'ARG' && keyword !== 'FROM') {
-      fail(line, `${keyword} cannot come before FROM (only ARG may precede FROM)`)
-    }
     switch (keyword) {
-      case 'FROM': {
-        if (from) fail(line, `multi-stage builds are not supported: second FROM (the first is on line ${from.line})`)
-        for (const flag of Object.keys(instruction.flags)) {
-          if (flag !== 'platform') fail(line, `FROM: unknown flag --${flag}`)
-          notes.push({ line, keyword, note: `--platform=${instruction.flags[flag]} ignored: the sandbox service decides the platform` })
-        }
-        const words = instruction.args.split(/\s+/).filter((w) => w !== '')
-        if (!(words.length === 1 || (words.length === 3 && words[1]?.toLowerCase() === 'as'))) {
-          fail(line, 'FROM requires either one or three arguments (FROM image [AS name])')
-        }
-        const ref = at(instruction, () => word(words[0] ?? ''))
-        if (ref === '') fail(line, `FROM: the image reference "${words[0]}" is empty after substitution`)
-        if (ref.toLowerCase() === 'scratch') fail(line, 'FROM scratch is not supported: the sandbox needs a base image')
-        from = { ref, line }
-        if (words[2] !== undefined) from.alias = words[2]
-        break
-      }
       case 'ARG': {
         const declarations = at(instruction, () => parseArgDeclarations(instruction.args, escapeChar))
         for (const declaration of declarations) {
           const name = at(instruction, () => word(declaration.name))
-          declared.add(name)
           let value: string | undefined
-          if (Object.hasOwn(buildArgs, name)) value = buildArgs[name]
+          if (Object.hasOwn(buildArgs, name) && !PLATFORM_ARGS.has(name)) value = buildArgs[name]
           else if (declaration.value !== undefined) value = at(instruction, () => word(declaration.value ?? ''))
           // A stage ARG without a default takes the value of the global ARG of the same name.
-          else if (from) value = globalArgs.get(name)
-          ;(from ? stageArgs : globalArgs).set(name, value)
+          else value = graph.globalArgs.get(name)
+          stageArgs.set(name, value)
         }
         break
       }
@@ -222,6 +294,8 @@ export async function createBuildPlan(dockerfile: ParsedDockerfile, options: Pla
         const dir = at(instruction, () => word(instruction.args))
         if (dir === '') fail(line, 'WORKDIR requires exactly one argument')
         workdir = path.posix.resolve(workdir, dir)
+        ops.push({ kind: 'mkdir', line, path: workdir, user })
+        lastOpLine = line
         break
       }
       case 'USER': {
@@ -237,63 +311,143 @@ export async function createBuildPlan(dockerfile: ParsedDockerfile, options: Pla
         shell = [...(instruction.argv ?? [])]
         break
       }
-      case 'RUN': {
-        const flags = Object.keys(instruction.flags)
-        if (flags.length > 0) fail(line, `RUN --${flags[0]} is not supported by the remote builder`)
-        if (instruction.form === 'exec') {
-          const argv = instruction.argv ?? []
-          if (argv.length === 0) fail(line, 'RUN requires at least one argument')
-          pushStep(line, `RUN ${instruction.args}`, 'run', buildRunSpec({ form: 'exec', argv }, shell, user))
-        } else {
-          if (instruction.args === '') fail(line, 'RUN requires at least one argument')
-          pushStep(line, `RUN ${instruction.args}`, 'run', buildRunSpec({ form: 'shell', text: instruction.args }, shell, user))
+      case 'CMD':
+      case 'ENTRYPOINT': {
+        const argv = instruction.form === 'exec' ? [...(instruction.argv ?? [])] : [...shell, instruction.args]
+        if (keyword === 'CMD') cmd = argv
+        else {
+          entrypoint = argv
+          // Docker: ENTRYPOINT resets a CMD inherited from the base image.
+          cmd = null
         }
+        break
+      }
+      case 'RUN': {
+        planRun(instruction)
         break
       }
       case 'COPY':
       case 'ADD': {
         await planCopyInstruction(instruction)
+        lastOpLine = line
+        break
+      }
+      case 'ONBUILD': {
+        notes.push({ line, keyword, note: 'recorded for images built FROM this one; the action keeps no ONBUILD triggers' })
         break
       }
       default: {
-        if (NO_REMOTE_EFFECT.has(keyword)) notes.push({ line, keyword, note: 'no remote effect' })
+        if (METADATA_ONLY.has(keyword)) notes.push({ line, keyword, note: 'image metadata only: no effect on the files or the build' })
         else fail(line, `unknown instruction "${keyword}"`)
       }
     }
   }
-
-  if (!from) fail(null, dockerfile.instructions.length === 0 ? 'the Dockerfile has no instructions' : 'no FROM instruction')
-  if (pendingFiles.size > 0 || pendingUrls.size > 0) {
-    const count = pendingFiles.size + pendingUrls.size
-    pushStep(lastCopyLine, `commit ${count} pending file${count === 1 ? '' : 's'}`, 'commit', { command: ':', shell: true })
+  if (ops.length > 0) {
+    pushStep(lastOpLine, `commit ${describeOps(ops)}`, 'commit', { mounts: [], scripts: [], network: 'default' })
   }
-  const unusedBuildArgs = Object.keys(buildArgs)
-    .filter((name) => !declared.has(name) && !PREDEFINED_ARGS.has(name))
-    .sort()
-  return { from: from as BuildPlan['from'], steps, notes, unusedBuildArgs, final: { cwd: workdir, env: { ...env }, ...(user ? { user } : {}) } }
+  const final: StageConfig = {
+    env: Object.entries(env).map(([name, value]) => `${name}=${value}`),
+    workingDir: workdir,
+    user,
+    entrypoint,
+    cmd,
+    shell: sameArray(shell, DEFAULT_SHELL) ? null : shell,
+    onBuild: [],
+  }
+  const stage: PlannedStage = { index: header.index, line: header.line, base, steps, final }
+  if (header.name !== undefined) stage.name = header.name
+  return stage
+
+  function planRun(instruction: Instruction): void {
+    const { line } = instruction
+    for (const flag of Object.keys(instruction.flags)) {
+      if (flag !== 'mount' && flag !== 'network') {
+        fail(line, flag === 'security' ? 'RUN --security is not supported: the sandbox decides what a command may do' : `RUN --${flag} is not supported`)
+      }
+    }
+    const network = instruction.flags.network === undefined ? 'default' : at(instruction, () => word(instruction.flags.network ?? ''))
+    if (network !== 'default' && network !== 'none' && network !== 'host') fail(line, `RUN --network=${network}: expected default, none or host`)
+    const mounts = (instruction.flagValues.mount ?? []).map((value) => at(instruction, () => parseMount(word(value), (target) => path.posix.resolve(workdir, target))))
+    const scripts: ScriptFile[] = []
+    let argv: string[]
+    if (instruction.form === 'exec') {
+      argv = [...(instruction.argv ?? [])]
+      if (argv.length === 0) fail(line, 'RUN requires at least one argument')
+    } else {
+      if (instruction.args === '') fail(line, 'RUN requires at least one argument')
+      const heredocs = instruction.heredocs
+      const only = heredocs.length === 1 && /^\d*<<-?["']?[^\s"']+["']?$/.test(instruction.args.trim())
+      if (only) {
+        // BuildKit: a RUN that is one here-document runs it as a script, with its own #! if it has one.
+        const doc = heredocs[0] as NonNullable<(typeof heredocs)[0]>
+        if (doc.content.startsWith('#!')) {
+          const bytes = new TextEncoder().encode(doc.content)
+          const script: ScriptFile = { path: `/dev/pipes/${doc.name}`, bytes, sha256: createHash('sha256').update(bytes).digest('hex') }
+          scripts.push(script)
+          argv = [script.path]
+        } else argv = [...shell, doc.content]
+      } else if (heredocs.length > 0) {
+        // Otherwise the shell reads the here-documents itself: it gets the text exactly as written.
+        argv = [...shell, `${instruction.args}\n${heredocs.map((doc) => `${doc.content}${doc.name}\n`).join('')}`]
+      } else argv = [...shell, instruction.args]
+    }
+    pushStep(line, `RUN ${instruction.args}`, 'run', { argv, mounts, scripts, network: network === 'none' ? 'none' : 'default' })
+  }
 
   async function planCopyInstruction(instruction: Instruction): Promise<void> {
     const { keyword, line } = instruction
     const copyKeyword = keyword as 'COPY' | 'ADD'
     for (const flag of Object.keys(instruction.flags)) {
-      if (flag === 'from') fail(line, `COPY --from is not supported: multi-stage builds and copying from images are not available remotely`)
       if (!COPY_FLAGS[keyword]?.has(flag)) fail(line, `${keyword} --${flag} is not supported`)
     }
     const flagValue = (name: string): string | undefined => {
       const raw = instruction.flags[name]
       return raw === undefined ? undefined : at(instruction, () => word(raw))
     }
-    const chown = flagValue('chown')
-    const chmod = flagValue('chmod')
+    const chown = at(instruction, () => parseChown(flagValue('chown'), keyword)) ?? null
+    const chmod = at(instruction, () => parseChmod(flagValue('chmod'), keyword)) ?? null
     const checksum = flagValue('checksum')
     const rawWords = instruction.form === 'exec' ? (instruction.argv ?? []) : instruction.args.split(/\s+/).filter((w) => w !== '')
-    const words = at(instruction, () => rawWords.map((w) => word(w)))
+    const heredocNames = new Set(instruction.heredocs.map((doc) => doc.name))
+    const isHeredocWord = (w: string): string | undefined => {
+      const match = /^<<-?(["']?)([^\s"']+)\1$/.exec(w)
+      return match && heredocNames.has(match[2] ?? '') ? match[2] : undefined
+    }
+    const words = at(instruction, () => rawWords.map((w) => (isHeredocWord(w) !== undefined ? w : word(w))))
     if (words.length < 2) fail(line, `${keyword} requires at least two arguments, but only ${words.length === 1 ? 'one was' : 'none were'} provided. Destination could not be determined.`)
-    const dest = words.at(-1) ?? ''
+    const destWord = words.at(-1) ?? ''
+    const dest = absoluteDestination(destWord, workdir)
+    const destIsDir = destinationIsDirectory(destWord)
     const sources = words.slice(0, -1)
-    const urls = copyKeyword === 'ADD' ? sources.filter((source) => URL_SOURCE.test(source)) : []
-    const locals = sources.filter((source) => !urls.includes(source))
-    for (const source of sources) {
+
+    const from = instruction.flags.from !== undefined ? header.sources.get(line)?.[0] : undefined
+    if (from) {
+      ops.push({ kind: 'copy-from', line, from, paths: sources.map((source) => path.posix.resolve('/', source)), dest, destIsDir, chown, chmod })
+      if (sources.length > 1 && !destIsDir) fail(line, `When using ${keyword} with more than one source file, the destination must be a directory and end with a /`)
+      return
+    }
+
+    const entries: CopyEntry[] = []
+    const docs = sources.map((source) => isHeredocWord(source)).filter((name): name is string => name !== undefined)
+    if (docs.length > 0) {
+      if (docs.length > 1 && !destIsDir) fail(line, `When using ${keyword} with more than one source file, the destination must be a directory and end with a /`)
+      for (const name of docs) {
+        const doc = instruction.heredocs.find((d) => d.name === name)
+        if (!doc) continue
+        const text = doc.expand ? at(instruction, () => expandHeredoc(doc.content, variables(), escapeChar)) : doc.content
+        const bytes = new TextEncoder().encode(text)
+        entries.push({
+          path: destIsDir || sources.length > 1 ? path.posix.join(dest, name) : dest,
+          type: 'file',
+          mode: chmod ?? 0o644,
+          content: { kind: 'inline', bytes, sha256: createHash('sha256').update(bytes).digest('hex') },
+        })
+      }
+    }
+    const others = sources.filter((source) => isHeredocWord(source) === undefined)
+    const urls = copyKeyword === 'ADD' ? others.filter((source) => URL_SOURCE.test(source)) : []
+    const locals = others.filter((source) => !urls.includes(source))
+    for (const source of others) {
       if (copyKeyword === 'ADD' && (/^git@/.test(source) || /^git:\/\//.test(source) || (URL_SOURCE.test(source) && /\.git(#.*)?$/.test(source)))) {
         fail(line, `ADD of a git repository (${source}) is not supported; clone it in a RUN step instead`)
       }
@@ -306,45 +460,53 @@ export async function createBuildPlan(dockerfile: ParsedDockerfile, options: Pla
       expected = match?.[1]?.toLowerCase()
     }
 
-    let placed: Record<string, PlacedFile> = {}
     if (locals.length > 0) {
-      let files: readonly ContextFile[]
+      let tree: ContextTree
       try {
-        files = await options.resolveSources(locals, { keyword, line })
+        tree = await options.resolveSources(locals, { keyword, line })
       } catch (error) {
         return fail(line, `${keyword}: ${(error as Error).message}`, error)
       }
       if (copyKeyword === 'ADD') {
-        const archive = files.find((file) => file.archive)
-        if (archive) {
-          fail(
-            line,
-            `ADD of a local tar archive ("${archive.relPath}") is not supported: Docker would unpack it. Use COPY, then RUN tar -xf in the image`,
-          )
-        }
+        // Docker unpacks a local tar archive (plain or compressed) into the destination directory.
+        for (const archive of tree.files.filter((file) => file.archive)) ops.push({ kind: 'unpack', line, archive, dest, chown, chmod })
+        tree = { ...tree, files: tree.files.filter((file) => !file.archive) }
       }
-      placed = at(instruction, () =>
-        planCopy({ keyword: copyKeyword, sources, dest, workdir, files, ...(chown !== undefined && { chown }), ...(chmod !== undefined && { chmod }) }),
+      entries.push(
+        ...at(instruction, () =>
+          planCopy({ keyword: copyKeyword, sources, dest: destWord, workdir, tree, ...(chmod !== null ? { chmod } : {}), ...(options.hostPlatform ? { hostPlatform: options.hostPlatform } : {}) }),
+        ),
       )
     }
-    for (const [target, file] of Object.entries(placed)) {
-      pendingUrls.delete(target)
-      pendingFiles.delete(target)
-      pendingFiles.set(target, { path: target, ...file })
-    }
-    if (urls.length > 0) {
-      const owner = at(instruction, () => parseChown(chown, keyword))
+    for (const url of urls) {
+      const target = at(instruction, () => urlDestination(url, destWord, workdir, others.length > 1))
       // Docker gives downloaded files mode 0600 unless --chmod says otherwise.
-      const mode = at(instruction, () => parseChmod(chmod, keyword)) ?? '0600'
-      for (const url of urls) {
-        const target = at(instruction, () => urlDestination(url, dest, workdir, sources.length > 1))
-        pendingFiles.delete(target)
-        pendingUrls.delete(target)
-        const urlFile: UrlFile = { url, dest: target, mode, uid: owner.uid, gid: owner.gid }
-        if (expected !== undefined) urlFile.checksum = expected
-        pendingUrls.set(target, urlFile)
-      }
+      const entry: CopyEntry = { path: target, type: 'file', mode: chmod ?? 0o600, content: { kind: 'url', url, ...(expected ? { checksum: expected } : {}) } }
+      if (!destIsDir && others.length === 1) entry.intoDirName = urlFileName(url)
+      entries.push(entry)
     }
-    lastCopyLine = line
+    if (entries.length > 0 || docs.length > 0) ops.push({ kind: 'copy', line, keyword: copyKeyword, dest: destIsDir ? dest : path.posix.dirname(dest), chown, entries })
   }
+}
+
+/** Expands `$VAR` in a COPY heredoc body as BuildKit does: variables only, quotes kept as text. */
+function expandHeredoc(content: string, variables: Variables, escapeChar: string): string {
+  return content.replace(/\$(?:\{[^}]*\}|[A-Za-z_][A-Za-z0-9_]*)/g, (match) => processWord(match, variables, escapeChar))
+}
+
+function urlFileName(url: string): string {
+  try {
+    return path.posix.basename(decodeURIComponent(new URL(url).pathname)) || 'download'
+  } catch {
+    return 'download'
+  }
+}
+
+function describeOps(ops: readonly FsOp[]): string {
+  const lines = [...new Set(ops.map((op) => op.line))]
+  return `file operations of line${lines.length === 1 ? '' : 's'} ${lines.join(', ')}`
+}
+
+function sameArray(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((item, i) => item === b[i])
 }

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest'
 import type { ContextFile } from '../../src/build/context.ts'
-import { CopyPlanError, parseChown, planCopy, urlDestination } from '../../src/build/copy-plan.ts'
+import { contextMode, CopyPlanError, parseChmod, parseChown, planCopy, urlDestination, type CopyRequest } from '../../src/build/copy-plan.ts'
+
+const tree = (files: ContextFile[]): CopyRequest['tree'] => ({ files, dirs: [], links: [] })
 
 function file(relPath: string, source: string, sourceKind: 'file' | 'directory', pathInSource: string, mode = 0o644): ContextFile {
   return { relPath, absPath: `/ctx/${relPath}`, size: 1, mode, sha256: 'f'.repeat(64), source, sourceKind, pathInSource, archive: false }
@@ -26,50 +28,62 @@ describe('planCopy destinations', () => {
     { name: 'wildcard into a directory', sources: ['*.txt'], dest: '/data/', files: txts, paths: ['/data/a.txt', '/data/b.txt'] },
     { name: 'several sources into a directory', sources: ['app.js', 'src'], dest: '/app/', files: [appJs, ...srcDir], paths: ['/app/app.js', '/app/a.ts', '/app/lib/b.ts'] },
   ])('$name', ({ sources, dest, files, paths }) => {
-    expect(Object.keys(planCopy({ keyword: 'COPY', sources, dest, workdir: '/work', files }))).toEqual(paths)
+    expect(planCopy({ keyword: 'COPY', sources, dest, workdir: '/work', tree: tree(files) }).map((e) => e.path)).toEqual(paths)
   })
 
   it.each([
     { name: 'several sources', sources: ['a', 'b'], dest: '/app' },
     { name: 'wildcard', sources: ['*.txt'], dest: '/data' },
   ])('$name need a dest ending in /', ({ sources, dest }) => {
-    expect(() => planCopy({ keyword: 'COPY', sources, dest, workdir: '/', files: txts })).toThrow(
+    expect(() => planCopy({ keyword: 'COPY', sources, dest, workdir: '/', tree: tree(txts) })).toThrow(
       'When using COPY with more than one source file, the destination must be a directory and end with a /',
     )
   })
 })
 
-describe('planCopy ownership and modes', () => {
+describe('planCopy modes', () => {
   it.each([
-    { name: 'defaults: root and the file mode', chown: undefined, chmod: undefined, mode: 0o644, expected: { mode: '0644', uid: 0, gid: 0 } },
-    { name: 'executable keeps 0755', chown: undefined, chmod: undefined, mode: 0o755, expected: { mode: '0755', uid: 0, gid: 0 } },
-    { name: 'setuid bits are kept', chown: undefined, chmod: undefined, mode: 0o4755, expected: { mode: '4755', uid: 0, gid: 0 } },
-    { name: '--chmod overrides', chown: undefined, chmod: '755', mode: 0o644, expected: { mode: '0755', uid: 0, gid: 0 } },
-    { name: '--chmod 4 digits', chown: undefined, chmod: '0600', mode: 0o644, expected: { mode: '0600', uid: 0, gid: 0 } },
-    { name: '--chown uid only: gid = uid', chown: '1000', chmod: undefined, mode: 0o644, expected: { mode: '0644', uid: 1000, gid: 1000 } },
-    { name: '--chown uid:gid', chown: '1000:50', chmod: undefined, mode: 0o644, expected: { mode: '0644', uid: 1000, gid: 50 } },
-    { name: '--chown root', chown: 'root', chmod: undefined, mode: 0o644, expected: { mode: '0644', uid: 0, gid: 0 } },
-    { name: '--chown root:root', chown: 'root:root', chmod: undefined, mode: 0o644, expected: { mode: '0644', uid: 0, gid: 0 } },
-  ])('$name', ({ chown, chmod, mode, expected }) => {
-    const placed = planCopy({
-      keyword: 'COPY', sources: ['x'], dest: '/x', workdir: '/', files: [file('x', 'x', 'file', 'x', mode)],
-      ...(chown !== undefined && { chown }), ...(chmod !== undefined && { chmod }),
+    { name: 'the file mode', chmod: undefined, mode: 0o644, expected: 0o644 },
+    { name: 'executable keeps 0755', chmod: undefined, mode: 0o755, expected: 0o755 },
+    { name: 'setuid bits are kept', chmod: undefined, mode: 0o4755, expected: 0o4755 },
+    { name: '--chmod overrides', chmod: 0o755, mode: 0o644, expected: 0o755 },
+  ])('$name', ({ chmod, mode, expected }) => {
+    const [entry] = planCopy({ keyword: 'COPY', sources: ['x'], dest: '/x', workdir: '/', tree: tree([file('x', 'x', 'file', 'x', mode)]), ...(chmod !== undefined && { chmod }), hostPlatform: 'linux' })
+    expect(entry?.mode).toBe(expected)
+  })
+
+  it('a lone file carries the name it takes inside an existing directory; directories and links are placed too', () => {
+    const entries = planCopy({
+      keyword: 'COPY', sources: ['src'], dest: '/app', workdir: '/',
+      tree: { files: srcDir, dirs: [{ relPath: 'src/lib', mode: 0o700, source: 'src', pathInSource: 'lib' }], links: [{ relPath: 'src/l', target: '../x', source: 'src', pathInSource: 'l' }] },
     })
-    expect(placed['/x']).toMatchObject(expected)
+    expect(entries.map((e) => [e.path, e.type, e.mode.toString(8)])).toEqual([
+      ['/app/lib', 'dir', '700'], ['/app/a.ts', 'file', '644'], ['/app/lib/b.ts', 'file', '644'], ['/app/l', 'symlink', '777'],
+    ])
+    expect(planCopy({ keyword: 'COPY', sources: ['app.js'], dest: './src', workdir: '/w', tree: tree([appJs]) })[0]).toMatchObject({ path: '/w/src', intoDirName: 'app.js' })
+  })
+
+  it("Docker's Windows rule: group/other write dropped, every execute bit added", () => {
+    expect(contextMode(0o666, 'win32')).toBe(0o755)
+    expect(contextMode(0o444, 'win32')).toBe(0o555)
+    expect(contextMode(0o644, 'linux')).toBe(0o644)
   })
 
   it.each([
-    { name: 'user name', chown: 'www-data', message: /--chown="www-data": user "www-data" must be a numeric id \(or root\)/ },
-    { name: 'group name', chown: '1000:staff', message: /group "staff" must be a numeric id/ },
-    { name: 'empty', chown: '', message: /expected uid\[:gid\]/ },
-    { name: 'too many parts', chown: '1:2:3', message: /expected uid\[:gid\]/ },
-  ])('--chown rejects $name', ({ chown, message }) => {
+    { name: 'empty', chown: '' },
+    { name: 'too many parts', chown: '1:2:3' },
+    { name: 'empty group', chown: 'app:' },
+  ])('--chown rejects $name', ({ chown }) => {
     expect(() => parseChown(chown)).toThrow(CopyPlanError)
-    expect(() => parseChown(chown)).toThrow(message)
+    expect(() => parseChown(chown)).toThrow(/expected user\[:group\]/)
+  })
+
+  it('--chown keeps names for the image to resolve', () => {
+    expect(parseChown('node:node')).toBe('node:node')
   })
 
   it.each(['u+x', '888', '75', '07555'])('--chmod rejects %s', (chmod) => {
-    expect(() => planCopy({ keyword: 'COPY', sources: ['x'], dest: '/x', workdir: '/', files: [], chmod })).toThrow(/expected an octal mode/)
+    expect(() => parseChmod(chmod)).toThrow(/expected an octal mode/)
   })
 })
 

@@ -1,22 +1,28 @@
 import { describe, expect, it } from 'vitest'
 import type { ContextFile } from '../../src/build/context.ts'
 import { parseDockerfile } from '../../src/build/dockerfile.ts'
-import { createBuildPlan, type BuildStep } from '../../src/build/plan.ts'
+import { createBuildPlan, type BuildPlan, type BuildStep } from '../../src/build/plan.ts'
 import { buildCacheKey, canonicalJson, fromKey, stepKey, stepKeys } from '../../src/build/step-key.ts'
 
+const PLAN = { platform: { os: 'linux', architecture: 'amd64' }, baseConfig: () => undefined, resolveSources: () => ({ files: [], dirs: [], links: [] }) }
+const steps = (plan: BuildPlan): BuildStep[] => plan.stages.at(-1)?.steps ?? []
 const base = { provider: 'contree', endpoint: 'https://api.example', project: 'p1', baseImage: 'uuid-1' }
 
 /** Plans `text` against a fake context whose file contents are given by `contents` (name → sha256). */
 async function keysFor(text: string, contents: Record<string, string> = {}, buildArgs: Record<string, string> = {}): Promise<string[]> {
   const plan = await createBuildPlan(parseDockerfile(text), {
+    ...PLAN,
     buildArgs,
-    resolveSources: (sources) =>
-      sources.map((source): ContextFile => ({
+    resolveSources: (sources) => ({
+      files: sources.map((source): ContextFile => ({
         relPath: source, absPath: `/ctx/${source}`, size: 1, mode: 0o644, sha256: contents[source] ?? 'default',
         source, sourceKind: 'file', pathInSource: source, archive: false,
       })),
+      dirs: [],
+      links: [],
+    }),
   })
-  return stepKeys(fromKey(base), plan.steps)
+  return stepKeys(fromKey(base), steps(plan))
 }
 
 const dockerfile = [
@@ -76,10 +82,11 @@ describe('stepKey', () => {
 
   it('file metadata other than content (mtime, size, host path) is not part of the key', async () => {
     const plan = await createBuildPlan(parseDockerfile('FROM a\nCOPY f /f\nRUN x'), {
-      resolveSources: () => [{ relPath: 'f', absPath: '/ctx/f', size: 1, mode: 0o644, sha256: 's', source: 'f', sourceKind: 'file', pathInSource: 'f', archive: false }],
+      ...PLAN,
+      resolveSources: () => ({ files: [{ relPath: 'f', absPath: '/ctx/f', size: 1, mode: 0o644, sha256: 's', source: 'f', sourceKind: 'file', pathInSource: 'f', archive: false }], dirs: [], links: [] }),
     })
-    const step = plan.steps[0] as BuildStep
-    const moved: BuildStep = { ...step, files: step.files.map((f) => ({ ...f, file: { ...f.file, absPath: '/elsewhere/f', size: 999 } })) }
+    const step = steps(plan)[0] as BuildStep
+    const moved: BuildStep = JSON.parse(JSON.stringify(step).replace('/ctx/f', '/elsewhere/f')) as BuildStep
     expect(stepKey('prev', moved)).toBe(stepKey('prev', step))
   })
 
@@ -121,19 +128,34 @@ describe('stepKey', () => {
   })
 
   it('the base image changes every key', async () => {
-    const plan = await createBuildPlan(parseDockerfile('FROM a\nRUN x\nRUN y'), { resolveSources: () => [] })
-    const one = stepKeys(fromKey(base), plan.steps)
-    const two = stepKeys(fromKey({ ...base, baseImage: 'uuid-2' }), plan.steps)
+    const plan = await createBuildPlan(parseDockerfile('FROM a\nRUN x\nRUN y'), PLAN)
+    const one = stepKeys(fromKey(base), steps(plan))
+    const two = stepKeys(fromKey({ ...base, baseImage: 'uuid-2' }), steps(plan))
     expect(one.map((key, i) => key !== two[i])).toEqual([true, true])
   })
 
   it('URL files use the downloaded digest when given', async () => {
-    const plan = await createBuildPlan(parseDockerfile('FROM a\nADD https://e.com/f /f\nRUN x'), { resolveSources: () => [] })
-    const step = plan.steps[0] as BuildStep
+    const plan = await createBuildPlan(parseDockerfile('FROM a\nADD https://e.com/f /f\nRUN x'), PLAN)
+    const step = steps(plan)[0] as BuildStep
     const plain = stepKey('p', step)
-    expect(stepKey('p', step, { 'https://e.com/f': 'sha-1' })).not.toBe(plain)
-    expect(stepKey('p', step, { 'https://e.com/f': 'sha-1' })).not.toBe(stepKey('p', step, { 'https://e.com/f': 'sha-2' }))
-    expect(stepKey('p', step, { 'https://other/': 'sha-1' })).toBe(plain)
+    const urls = (digests: Record<string, string>) => ({ urlDigests: digests })
+    expect(stepKey('p', step, urls({ 'https://e.com/f': 'sha-1' }))).not.toBe(plain)
+    expect(stepKey('p', step, urls({ 'https://e.com/f': 'sha-1' }))).not.toBe(stepKey('p', step, urls({ 'https://e.com/f': 'sha-2' })))
+    expect(stepKey('p', step, urls({ 'https://other/': 'sha-1' }))).toBe(plain)
+  })
+
+  it('COPY --from uses the source stage result key: a changed builder changes the key, the same one does not', async () => {
+    const plan = await createBuildPlan(parseDockerfile('FROM a AS b\nRUN make\nFROM c\nCOPY --from=b /out /out\nRUN x'), PLAN)
+    const step = steps(plan)[0] as BuildStep
+    const withStage = (key: string) => ({ stageKeys: new Map([[0, key]]) })
+    expect(stepKey('p', step, withStage('k1'))).toBe(stepKey('p', step, withStage('k1')))
+    expect(stepKey('p', step, withStage('k1'))).not.toBe(stepKey('p', step, withStage('k2')))
+  })
+
+  it('secret values never enter the key; their ids do', async () => {
+    const one = await keysFor('FROM a\nRUN --mount=type=secret,id=tok make')
+    const two = await keysFor('FROM a\nRUN --mount=type=secret,id=other make')
+    expect(one).not.toEqual(two)
   })
 })
 
