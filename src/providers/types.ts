@@ -1,3 +1,5 @@
+import type { Platform } from '../registry/image-config.ts'
+
 /**
  * The provider boundary: the action's own language for remote work. Vendor wire types stay inside
  * providers/<name>/; everything outside speaks these types.
@@ -38,6 +40,8 @@ export interface RunRequest {
   gid?: number
   /** Bytes of stdout and of stderr the service keeps (and streams) before it drops the rest. */
   outputLimitBytes?: number
+  /** False: the command runs without network access (`RUN --network=none`). */
+  network?: boolean
 }
 
 /** What became of one remote operation, as far as the action cares. */
@@ -133,6 +137,8 @@ export interface Provider {
    * cache entries are scoped by it so two accounts on one endpoint never share image ids.
    */
   accountId(signal?: AbortSignal): Promise<string>
+  /** The platform the service's sandboxes run (registry images are read for it; Dockerfiles build for it). */
+  readonly platform: Platform
   /** UUID of an existing image: a UUID is checked, a tag is looked up exactly (never by prefix). Null when absent. */
   findImage(ref: { uuid: string } | { tag: string }, signal?: AbortSignal): Promise<string | null>
   imageExists(uuid: string, signal?: AbortSignal): Promise<boolean>
@@ -148,6 +154,10 @@ export interface Provider {
   ): Promise<{ ids: Map<string, string>; uploaded: number; uploadedBytes: number; probed: number }>
   /** Stores bytes fetched elsewhere (e.g. `ADD <url>`), returning the remote file id. */
   storeBytes(bytes: Uint8Array, signal?: AbortSignal): Promise<string>
+  /** The bytes of one file of an image; null when it has no such file. */
+  readImageFile(image: string, path: string, signal?: AbortSignal): Promise<Uint8Array | null>
+  /** A tar stream of a path (file or directory) of an image, member names relative to "/"; null when absent. */
+  readImageTree(image: string, path: string, signal?: AbortSignal): Promise<AsyncIterable<Uint8Array> | null>
   /** Runs a command, streaming its output to `sink`, until the operation ends. */
   run(request: RunRequest, sink: OutputSink, options: StartOptions): Promise<OperationOutcome>
   /** Imports a registry image, streaming progress to `sink`. */

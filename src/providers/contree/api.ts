@@ -161,6 +161,26 @@ export class ContreeApi {
     return res.json<Image>()
   }
 
+  /** One regular file of an image (inspect download route); null when the image has no such file. */
+  async downloadImageFile(uuid: string, path: string, signal?: AbortSignal): Promise<Uint8Array | null> {
+    const res = await this.http.request({ method: 'GET', path: `/v1/inspect/${seg(uuid)}/download`, query: { path }, accept: [404], ...withSignal(signal) })
+    if (res.status === 404) {
+      await res.dump()
+      return null
+    }
+    return res.bytes()
+  }
+
+  /** A PAX tar of a path of an image (inspect archive route), as a stream; null when the path does not exist. */
+  async openImageArchive(uuid: string, path: string, signal?: AbortSignal): Promise<AsyncIterable<Uint8Array> | null> {
+    const res = await this.http.request({ method: 'GET', path: `/v1/inspect/${seg(uuid)}/archive`, query: { path }, accept: [404], stream: true, ...withSignal(signal) })
+    if (res.status === 404) {
+      await res.dump()
+      return null
+    }
+    return res.body
+  }
+
   async tagImage(uuid: string, tag: string, signal?: AbortSignal): Promise<Image> {
     const res = await this.http.request({ method: 'PATCH', path: `/v1/images/${seg(uuid)}/tag`, json: { tag }, ...withSignal(signal) })
     return res.json<Image>()

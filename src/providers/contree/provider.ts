@@ -7,6 +7,7 @@ import type { RemoteWorkRegistry } from '../../cancel.ts'
 import type { LiveWork } from '../../state.ts'
 import { errorMessage } from '../../errors.ts'
 import { HttpError } from '../../http/errors.ts'
+import type { Platform } from '../../registry/image-config.ts'
 import {
   isTerminal,
   OperationInterruptedError,
@@ -46,6 +47,8 @@ const FILE_CONCURRENCY = 8
 
 export class ContreeProvider implements Provider {
   readonly name = 'contree'
+  /** ConTree sandboxes are linux/amd64 VMs. */
+  readonly platform: Platform = { os: 'linux', architecture: 'amd64' }
   readonly api: ContreeApi
   private readonly options: ContreeProviderOptions
 
@@ -75,6 +78,14 @@ export class ContreeProvider implements Provider {
 
   async imageExists(uuid: string, signal?: AbortSignal): Promise<boolean> {
     return (await this.api.getImage(uuid, signal)) !== null
+  }
+
+  async readImageFile(image: string, path: string, signal?: AbortSignal): Promise<Uint8Array | null> {
+    return this.api.downloadImageFile(image, path, signal)
+  }
+
+  async readImageTree(image: string, path: string, signal?: AbortSignal): Promise<AsyncIterable<Uint8Array> | null> {
+    return this.api.openImageArchive(image, path, signal)
   }
 
   async tagImage(uuid: string, tag: string, signal?: AbortSignal): Promise<void> {
@@ -130,6 +141,7 @@ export class ContreeProvider implements Provider {
             ...(request.uid !== undefined ? { uid: request.uid } : {}),
             ...(request.gid !== undefined ? { gid: request.gid } : {}),
             ...(request.outputLimitBytes !== undefined ? { truncate_output_at: request.outputLimitBytes } : {}),
+            ...(request.network === false ? { networking: { enabled: false } } : {}),
           },
           stopRetrying,
         ),
