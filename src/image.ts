@@ -5,7 +5,7 @@
  */
 import * as core from '@actions/core'
 import { ActionsCacheStore, NO_CACHE, type CacheStore } from './cache/actions-cache-store.ts'
-import { importKeys, type ServiceScope } from './cache/keys.ts'
+import { imageConfigKeys, importKeys, type ServiceScope } from './cache/keys.ts'
 import { errorMessage } from './errors.ts'
 import type { ImageSpec, Inputs, RegistryCredentials } from './inputs.ts'
 import { inLogGroup } from './operation-group.ts'
@@ -14,7 +14,8 @@ import { say } from './output/say.ts'
 import { reportFailure, type RemoteLog } from './output/remote-log.ts'
 import type { OperationOutcome, Provider } from './providers/types.ts'
 import { parseReference, toContreeImportUrl, type ImageReference } from './registry/reference.ts'
-import { resolveManifestDigest, type RegistryTransport } from './registry/resolve-digest.ts'
+import { fetchImageConfig, readCachedImageConfig, type ImageConfig, type Platform } from './registry/image-config.ts'
+import { resolveManifestDigest, type RegistryTransport, type ResolveOptions } from './registry/resolve-digest.ts'
 import { createRegistryTransport } from './registry/transport.ts'
 import { buildImage } from './build-image.ts'
 
@@ -25,8 +26,13 @@ export interface PreparedImage {
   /** The whole import or build was served from the cache. */
   cacheHit: boolean
   tag?: string
-  /** Working directory, environment and user a command in this image starts with (a build's WORKDIR, ENV, USER). */
-  runDefaults?: { cwd: string; env: Record<string, string>; user?: string }
+  /**
+   * What a container of the image starts with (Env, WorkingDir, User…): read from the registry for an
+   * import, carried with the cache entry of a build. Absent when it cannot be known (a bare image id).
+   */
+  config?: ImageConfig
+  /** Working directory, environment and numeric user a command in this image starts with (a build's final state, like docker run). */
+  runDefaults?: { cwd: string; env: Record<string, string>; uid: number; gid: number }
 }
 
 /** One operation for the run summary, with what its words need. */
@@ -104,7 +110,7 @@ export async function resolveImage(ctx: ImageContext, spec: ImageSpec, importTag
     case 'uuid': {
       const uuid = await provider.findImage({ uuid: spec.uuid }, signal)
       if (!uuid) throw new Error(`Image ${spec.uuid} does not exist on ${inputs.apiUrl}.`)
-      return { uuid, cacheHit: false }
+      return withCarriedConfig(ctx, { uuid, cacheHit: false })
     }
     case 'tag': {
       const uuid = await provider.findImage({ tag: spec.tag }, signal)
@@ -115,7 +121,7 @@ export async function resolveImage(ctx: ImageContext, spec: ImageSpec, importTag
         )
       }
       say(`Image tag:${spec.tag} is ${uuid}.`)
-      return { uuid, cacheHit: false, tag: spec.tag }
+      return withCarriedConfig(ctx, { uuid, cacheHit: false, tag: spec.tag })
     }
     case 'registry':
       return importImage(ctx, parseReference(spec.reference), importTag)
@@ -123,11 +129,28 @@ export async function resolveImage(ctx: ImageContext, spec: ImageSpec, importTag
       const tagged = await provider.findImage({ tag: spec.name }, signal)
       if (tagged) {
         say(`Image "${spec.name}" is the ConTree image ${tagged} (exact tag match); not importing.`)
-        return { uuid: tagged, cacheHit: false, tag: spec.name }
+        return withCarriedConfig(ctx, { uuid: tagged, cacheHit: false, tag: spec.name })
       }
       return importImage(ctx, parseReference(spec.name), importTag)
     }
   }
+}
+
+/** The config an earlier build of this action saved for an image it made (by image id), when there is one. */
+async function withCarriedConfig(ctx: ImageContext, image: PreparedImage): Promise<PreparedImage> {
+  const scope = await ctx.cache.scope(ctx.signal)
+  if (!scope) return image
+  const keys = imageConfigKeys(scope, image.uuid)
+  const hit = await ctx.cache.store.restore(keys.lookup, keys.restorePrefixes)
+  const config = readCachedImageConfig((hit?.data as { config?: unknown } | undefined)?.config)
+  return config ? { ...image, config } : image
+}
+
+/** Remembers the config of an image this action built, so a later `FROM` of it (by tag or id) starts from it. */
+export async function saveCarriedConfig(ctx: ImageContext, imageUuid: string, config: ImageConfig): Promise<void> {
+  const scope = await ctx.cache.scope(ctx.signal)
+  if (!scope) return
+  await ctx.cache.store.save(imageConfigKeys(scope, imageUuid).saveKey(), { version: 1, imageUuid, config })
 }
 
 /** The credentials for this reference's registry, if the inputs give any for exactly that host. */
@@ -143,13 +166,15 @@ function credentialsFor(ref: ImageReference, credentials: RegistryCredentials | 
 async function importImage(ctx: ImageContext, ref: ImageReference, tag?: string): Promise<PreparedImage> {
   const { inputs, provider, signal } = ctx
   const credentials = credentialsFor(ref, inputs.registryCredentials)
+  const registry: ResolveOptions = {
+    transport: ctx.registryTransport ?? createRegistryTransport(),
+    ...(credentials ? { username: credentials.username, password: credentials.password } : {}),
+    signal,
+  }
   let digest: string | undefined
   try {
-    digest = await resolveManifestDigest(ref, {
-      transport: ctx.registryTransport ?? createRegistryTransport(),
-      ...(credentials ? { username: credentials.username, password: credentials.password } : {}),
-      signal,
-    })
+    // A reference pinned by digest needs no request; a tag costs one (the check that it did not move).
+    digest = await resolveManifestDigest(ref, registry)
     say(`${ref.original} resolves to ${digest}.`)
   } catch (error) {
     if (signal.aborted) throw error
@@ -158,20 +183,28 @@ async function importImage(ctx: ImageContext, ref: ImageReference, tag?: string)
 
   const scope = digest ? await ctx.cache.scope(signal) : undefined
   const keys = scope && digest ? importKeys(scope, digest) : undefined
+  let config: ImageConfig | undefined
   if (keys && !inputs.noCache) {
     const hit = await ctx.cache.store.restore(keys.lookup, keys.restorePrefixes)
     const cached = readImportEntry(hit?.data)
+    config = readCachedImageConfig((hit?.data as { config?: unknown } | undefined)?.config)
     if (cached) {
       // A cached id is used only once the service confirms the image still exists.
       if (await provider.imageExists(cached, signal)) {
         say(`Import of ${ref.original} served from cache: image ${cached} (${digest}).`)
+        if (!config && digest) {
+          // An entry from before configs were kept: read it now and keep it with a fresh entry.
+          config = await readConfig(ref, digest, registry, provider.platform)
+          if (config) await ctx.cache.store.save(keys.saveKey(), { version: 1, imageUuid: cached, digest, reference: ref.original, config })
+        }
         // Not tagged here: the caller tags it when a tag was asked for.
-        return { uuid: cached, digest: digest as string, cacheHit: true }
+        return { uuid: cached, digest: digest as string, cacheHit: true, ...(config ? { config } : {}) }
       }
       say(`Cached image ${cached} for ${ref.original} no longer exists on the service; importing again (the cache entry is replaced).`)
     }
   }
 
+  if (digest && !config) config = await readConfig(ref, digest, registry, provider.platform)
   const pinned = digest ? { ...ref, digest } : ref
   const label = `import ${ref.original}`
   const { outcome, group } = await inLogGroup(ctx.log, `Import ${ref.original}`, label, {}, (group) =>
@@ -188,8 +221,19 @@ async function importImage(ctx: ImageContext, ref: ImageReference, tag?: string)
     reportFailure(group.tail(), message)
     throw new Error(message)
   }
-  if (keys) await ctx.cache.store.save(keys.saveKey(), { version: 1, imageUuid: outcome.resultImage, digest, reference: ref.original })
-  return { uuid: outcome.resultImage, ...(digest ? { digest } : {}), cacheHit: false, ...(tag ? { tag } : {}) }
+  if (keys) await ctx.cache.store.save(keys.saveKey(), { version: 1, imageUuid: outcome.resultImage, digest, reference: ref.original, ...(config ? { config } : {}) })
+  return { uuid: outcome.resultImage, ...(digest ? { digest } : {}), cacheHit: false, ...(tag ? { tag } : {}), ...(config ? { config } : {}) }
+}
+
+/** The image config from the registry; a failure is a warning (the image can still be imported and used). */
+async function readConfig(ref: ImageReference, digest: string, registry: ResolveOptions, platform: Platform): Promise<ImageConfig | undefined> {
+  try {
+    return (await fetchImageConfig(ref, digest, { ...registry, platform })).config
+  } catch (error) {
+    if (registry.signal?.aborted) throw error
+    core.warning(`Could not read the config of ${ref.original} (${digest}); its Env, WorkingDir and User are unknown: ${errorMessage(error)}`)
+    return undefined
+  }
 }
 
 function readImportEntry(data: unknown): string | undefined {

@@ -51,6 +51,10 @@ export interface BuildInputs {
   /** Absolute path of the build context. */
   context: string
   buildArgs: Record<string, string>
+  /** Stage to build (`--target`); the last stage when absent. */
+  target?: string
+  /** `RUN --mount=type=secret` values by id; masked as soon as they are read. */
+  secrets: Record<string, string>
 }
 
 export interface RunInputs {
@@ -144,6 +148,24 @@ export function parseKeyValueLines(name: InputName, value: string, allowCommas: 
     result[key] = line.slice(eq + 1)
   })
   return result
+}
+
+/**
+ * `secrets`: one `id=value` per line (a value may contain `=`; multi-line values are not possible).
+ * Every value is masked before anything else can print it.
+ */
+export function parseSecrets(value: string): Record<string, string> {
+  const secrets: Record<string, string> = {}
+  value.split(/\r?\n/).forEach((line, index) => {
+    if (line.trim() === '') return
+    const eq = line.indexOf('=')
+    const id = eq < 0 ? '' : line.slice(0, eq).trim()
+    const secret = eq < 0 ? '' : line.slice(eq + 1)
+    if (secret !== '') core.setSecret(secret)
+    if (!/^[A-Za-z0-9_.-]+$/.test(id)) throw new InputError('secrets', `line ${index + 1} is not id=value (the id is letters, digits, '_', '.', '-')`)
+    secrets[id] = secret
+  })
+  return secrets
 }
 
 export function parseApiUrl(value: string): string {
@@ -277,6 +299,7 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
   if (token) core.setSecret(token)
   const registryPassword = core.getInput('registry-password')
   if (registryPassword) core.setSecret(registryPassword)
+  const secrets = parseSecrets(core.getInput('secrets'))
 
   const provider = raw('provider')
   if (provider !== 'contree') throw new InputError('provider', `"${provider}" is not supported; expected contree`)
@@ -317,9 +340,13 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
       dockerfile: resolveInWorkspace('dockerfile', workspace, dockerfileValue, 'file'),
       context: resolveInWorkspace('context', workspace, raw('context'), 'dir'),
       buildArgs: parseKeyValueLines('build-args', core.getInput('build-args'), true),
+      secrets,
+      ...(core.getInput('target') ? { target: core.getInput('target').trim() } : {}),
     }
-  } else if (core.getInput('build-args')) {
-    throw new InputError('build-args', 'is set but dockerfile is not; set dockerfile to build an image')
+  } else {
+    for (const name of ['build-args', 'target', 'secrets']) {
+      if (core.getInput(name)) throw new InputError(name, 'is set but dockerfile is not; set dockerfile to build an image')
+    }
   }
 
   const tag = core.getInput('tag') || undefined

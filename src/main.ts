@@ -6,7 +6,6 @@
  */
 import * as core from '@actions/core'
 import { installCancellation, RemoteWorkRegistry } from './cancel.ts'
-import { buildRunSpec, DEFAULT_SHELL, type RunSpec } from './build/run-command.ts'
 import { errorMessage } from './errors.ts'
 import { exitAfterFlush } from './exit.ts'
 import { ImageCache, prepareImage, type PreparedImage, type ReportedOperation } from './image.ts'
@@ -168,11 +167,8 @@ async function runCommand(
   }
 
   const display = run.shell ? run.command : JSON.stringify([run.command, ...(run.args ?? [])])
-  // Like `docker run`: the built image's USER runs the command (wrapped as the build's RUN steps are).
-  const user = image.runDefaults?.user
-  const spec: RunSpec = user
-    ? buildRunSpec(run.shell ? { form: 'shell', text: run.command } : { form: 'exec', argv: [run.command, ...(run.args ?? [])] }, DEFAULT_SHELL, user)
-    : { command: run.command, shell: run.shell, ...(run.args ? { args: run.args } : {}) }
+  // Like `docker run`: a built image's USER runs the command, through the spawn's own uid/gid.
+  const defaults = image.runDefaults
   const judging = { timeoutSeconds: run.timeoutSeconds, expectsExitCode: true }
   let tally: StreamTally | undefined
   const { outcome, group } = await inLogGroup(log, `Run: ${firstLine(display)}`, 'run', judging, (group) => {
@@ -181,12 +177,13 @@ async function runCommand(
     return provider.run(
       {
         image: image.uuid,
-        command: spec.command,
-        shell: spec.shell,
-        ...(spec.args ? { args: spec.args } : {}),
+        command: run.command,
+        shell: run.shell,
+        ...(run.args ? { args: run.args } : {}),
         // Like `docker run`: a built image's ENV and WORKDIR apply unless the inputs say otherwise.
-        env: { ...image.runDefaults?.env, ...run.env },
-        ...(run.cwd ? { cwd: run.cwd } : image.runDefaults ? { cwd: image.runDefaults.cwd } : {}),
+        env: { ...defaults?.env, ...run.env },
+        ...(run.cwd ? { cwd: run.cwd } : defaults ? { cwd: defaults.cwd } : {}),
+        ...(defaults && (defaults.uid !== 0 || defaults.gid !== 0) ? { uid: defaults.uid, gid: defaults.gid } : {}),
         timeoutSeconds: run.timeoutSeconds,
         disposable: run.disposable,
         files,

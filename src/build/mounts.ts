@@ -7,7 +7,8 @@
  * `ssh` mounts and unknown options are refused. Pure parsing; the executor places and removes.
  */
 
-export type MountSource = { kind: 'context' } | { kind: 'stage-or-image'; name: string }
+/** `from=` as written until the planner knows the stages; then the stage or image it names. */
+export type MountSource = { kind: 'context' } | { kind: 'stage-or-image'; name: string } | { kind: 'stage'; index: number } | { kind: 'image'; ref: string }
 
 export type RunMount =
   | { type: 'cache' | 'tmpfs'; target: string; mode: number; uid: number; gid: number }

@@ -367,7 +367,13 @@ async function planStage(
     }
     const network = instruction.flags.network === undefined ? 'default' : at(instruction, () => word(instruction.flags.network ?? ''))
     if (network !== 'default' && network !== 'none' && network !== 'host') fail(line, `RUN --network=${network}: expected default, none or host`)
-    const mounts = (instruction.flagValues.mount ?? []).map((value) => at(instruction, () => parseMount(word(value), (target) => path.posix.resolve(workdir, target))))
+    const named = [...(header.sources.get(line) ?? [])]
+    const mounts = (instruction.flagValues.mount ?? []).map((value) => {
+      const mount = at(instruction, () => parseMount(word(value), (target) => path.posix.resolve(workdir, target)))
+      // from= names were resolved to stages or images when the stages were read, in the same order.
+      if (mount.type === 'bind' && mount.from.kind === 'stage-or-image') return { ...mount, from: named.shift() ?? mount.from }
+      return mount
+    })
     const scripts: ScriptFile[] = []
     let argv: string[]
     if (instruction.form === 'exec') {

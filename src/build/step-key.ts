@@ -80,7 +80,7 @@ export function stepKey(previousKey: string, step: BuildStep, inputs: KeyInputs 
     }
   })
   const mounts = step.mounts.map((mount) =>
-    mount.type === 'bind' ? { ...mount, from: mount.from.kind === 'context' ? 'context' : mount.from.name } : mount,
+    mount.type === 'bind' ? { ...mount, from: mount.from.kind === 'stage' || mount.from.kind === 'image' ? source(mount.from) : mount.from } : mount,
   )
   const scripts = step.scripts.map((script) => [script.path, script.sha256])
   return digest([NAMESPACE, 'step', previousKey, step.kind, state, step.argv ?? null, ops, mounts, scripts, step.network])

@@ -99,7 +99,7 @@ export async function extractTar(source: AsyncIterable<Uint8Array>, workDir: str
           const part = buffer.subarray(0, take)
           if (current.out) {
             current.hash?.update(part)
-            if (!current.out.write(Buffer.from(part))) await new Promise((resolve) => current?.out?.once('drain', resolve))
+            if (!current.out.write(Buffer.from(part))) await new Promise<void>((resolve) => current?.out?.once('drain', () => resolve()))
           } else if (current.metaChunks) current.metaChunks.push(Buffer.from(part))
           buffer = buffer.subarray(take)
           current.remaining -= take

@@ -61,6 +61,11 @@ export function buildKeys(scope: ServiceScope, dockerfileId: string, buildDigest
   return keysUnder(`${dockerfilePrefix}${buildDigest}`, dockerfilePrefix)
 }
 
+/** The config (Env, WorkingDir, User…) of an image the action built, found again by its id (FROM tag:NAME). */
+export function imageConfigKeys(scope: ServiceScope, imageUuid: string): CacheKeys {
+  return keysUnder(`${PREFIX}-config-${scopeId(scope)}-${imageUuid.toLowerCase().replace(/[^0-9a-f-]/g, '')}`)
+}
+
 /** True when a restored entry is this exact result (not merely the latest build of the same Dockerfile). */
 export function isExactMatch(keys: CacheKeys, matchedKey: string): boolean {
   return matchedKey.startsWith(keys.restorePrefixes[0] as string)
@@ -70,3 +75,4 @@ export function isExactMatch(keys: CacheKeys, matchedKey: string): boolean {
 export function dockerfileId(dockerfileRelPath: string, contextRelPath: string): string {
   return digest([dockerfileRelPath, contextRelPath]).slice(0, 16)
 }
+

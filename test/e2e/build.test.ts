@@ -83,15 +83,17 @@ describe('building a Dockerfile', () => {
     expect(cold.stdout).toMatch(/hi from step one/)
     expect(cold.stdout).toMatch(/config: v1/)
     expect(cold.stdout).toMatch(/::group::Step 3\/3: RUN echo last-step[\s\S]*the message/)
-    expect(cold.stdout).toMatch(/LABEL.*no remote effect/)
+    expect(cold.stdout).toMatch(/LABEL: image metadata only/)
     expect(cold.stdout).toMatch(/::group::Run: [\s\S]*the message\n[\s\S]*in \/app/)
     expect(cold.outputs['cache-hit']).toBe('false')
     expect(cold.outputs['image-uuid']).toMatch(/^[0-9a-f-]{36}$/)
     expect(cold.outputs.digest).toMatch(/^sha256:[0-9a-f]{64}$/)
     expect(cold.summary).toMatch(/\| 3 \| RUN echo last.*step .*\| ✓ built \|/)
     expect(spawns()).toHaveLength(4)
-    expect(uploads()).toHaveLength(2) // the ignored file is never uploaded
-    expect(cacheService.entries().length).toBe(1)
+    // The two context files (the ignored one never), the step helper, and one operations file per step.
+    expect(uploads()).toHaveLength(2 + 1 + 3)
+    // The build's step map, and the built image's config for a later FROM of it.
+    expect(cacheService.entries().length).toBe(2)
 
     emulator.reset()
     const warm = await build(workspace)
@@ -248,11 +250,11 @@ describe('building a Dockerfile', () => {
     expect(uploads()).toHaveLength(0)
   })
 
-  it('reports an unsupported instruction with its line number', async () => {
-    const workspace = makeProject({ Dockerfile: 'FROM busybox:latest AS one\nRUN true\nFROM busybox:latest' })
+  it('reports an unsupported instruction with its line number, before anything remote happens', async () => {
+    const workspace = makeProject({ Dockerfile: 'FROM busybox:latest AS one\nRUN true\nFROM one\nRUN --mount=type=ssh git clone x' })
     const result = await build(workspace, { 'build-args': '' })
     expect(result.exitCode).not.toBe(0)
-    expect(result.stdout).toMatch(/::error::.*Dockerfile:3/)
+    expect(result.stdout).toMatch(/::error::.*Dockerfile:4: .*type=ssh is not supported/)
     expect(emulator.requests).toHaveLength(0)
   })
 })
