@@ -20,7 +20,7 @@ import { DockerfileError, parseDockerfile } from './build/dockerfile.ts'
 import { createIgnoreMatcher, readDockerignore } from './build/dockerignore.ts'
 import { createBuildPlan, type BuildPlan, type BuildStep, type PlannedStage } from './build/plan.ts'
 import { neededImages, readStages } from './build/stages.ts'
-import { SubstitutionError } from './build/substitute.ts'
+import { sniffCompression } from './build/tar-extract.ts'
 import { buildCacheKey, configOnlyKey, fromKey, stepKeys } from './build/step-key.ts'
 import { needsUserDb, resolveUser, UserLookupError } from './build/users.ts'
 import { displayUrl, downloadUrl } from './download.ts'
@@ -85,17 +85,19 @@ export async function buildImage(ctx: ImageContext): Promise<PreparedImage> {
   const matcher = createIgnoreMatcher(await readDockerignore(build.context, build.dockerfile))
   const tree = (sources: readonly string[]) => resolveTree(build.context, sources, matcher)
 
-  // Every refusal the Dockerfile earns is given before anything remote happens: a first plan with
-  // unknown base configs finds them (only variable errors may depend on a base's Env; those wait).
-  await createBuildPlan(parsed, {
+  // What the action cannot build is said before anything remote happens: a first plan with unknown
+  // base configs finds it. Other errors may depend on a base image's Env, so they wait for the real plan.
+  const dryPlan = await createBuildPlan(parsed, {
     graph,
     buildArgs: build.buildArgs,
     platform: provider.platform,
     resolveSources: (sources) => tree(sources),
     baseConfig: () => undefined,
   }).catch((error: unknown) => {
-    if (!(error instanceof DockerfileError && error.cause instanceof SubstitutionError)) throw error
+    if (error instanceof DockerfileError && error.unsupported) throw error
+    return undefined
   })
+  if (dryPlan) checkArchives(dryPlan, dockerfileName)
 
   // The images the needed stages start from or copy from: resolved (imported when needed) with their configs.
   const images = new Map<string, PreparedImage>()
@@ -234,6 +236,24 @@ export async function buildImage(ctx: ImageContext): Promise<PreparedImage> {
     }
   } finally {
     await rm(workDir, { recursive: true, force: true }).catch(() => undefined)
+  }
+}
+
+/** ADD unpacks local archives; the compressions the action cannot unpack are refused before anything remote. */
+function checkArchives(plan: BuildPlan, fileName: string): void {
+  for (const op of plan.stages.flatMap((stage) => stage.steps.flatMap((step) => step.ops))) {
+    if (op.kind !== 'unpack') continue
+    const head = Buffer.alloc(8)
+    const fd = fs.openSync(op.archive.absPath, 'r')
+    try {
+      fs.readSync(fd, head, 0, 8, 0)
+    } finally {
+      fs.closeSync(fd)
+    }
+    const kind = sniffCompression(head)
+    if (kind === 'bzip2' || kind === 'xz') {
+      throw new DockerfileError(op.line, `ADD ${op.archive.relPath}: Docker would unpack this ${kind} archive; the action unpacks plain, gzip and zstd tar archives only (recompress it, or COPY it and unpack it in a RUN)`, fileName, { unsupported: true })
+    }
   }
 }
 

@@ -9,10 +9,13 @@
 export class DockerfileError extends Error {
   /** 1-based line of the offending instruction; null when the problem is the whole file. */
   readonly line: number | null
-  constructor(line: number | null, message: string, fileName = 'Dockerfile', options?: ErrorOptions) {
+  /** Docker accepts it, the action cannot do it: known without the base images, so said before anything remote. */
+  readonly unsupported: boolean
+  constructor(line: number | null, message: string, fileName = 'Dockerfile', options?: ErrorOptions & { unsupported?: boolean }) {
     super(line === null ? `${fileName}: ${message}` : `${fileName}:${line}: ${message}`, options)
     this.name = 'DockerfileError'
     this.line = line
+    this.unsupported = options?.unsupported ?? false
   }
 }
 

@@ -20,7 +20,7 @@ import path from 'node:path'
 import type { ContextFile, ContextTree } from './context.ts'
 import { absoluteDestination, destinationIsDirectory, parseChmod, parseChown, planCopy, urlDestination, type CopyEntry } from './copy-plan.ts'
 import { DockerfileError, type Instruction, type ParsedDockerfile } from './dockerfile.ts'
-import { parseMount, type RunMount } from './mounts.ts'
+import { MountError, parseMount, type RunMount } from './mounts.ts'
 import { parseArgDeclarations, parseNameValues } from './name-values.ts'
 import { readStages, type FromSource, type StageGraph, type StageHeader } from './stages.ts'
 import { processWord, type Variables } from './substitute.ts'
@@ -177,6 +177,9 @@ async function planStage(
   const fail = (line: number | null, message: string, cause?: unknown): never => {
     throw new DockerfileError(line, message, fileName, cause === undefined ? undefined : { cause })
   }
+  const unsupported = (line: number, message: string): never => {
+    throw new DockerfileError(line, message, fileName, { unsupported: true })
+  }
   /** Runs `work`, turning substitution and copy-rule errors into errors that carry the line. */
   const at = <T>(instruction: Instruction, work: () => T): T => {
     try {
@@ -184,12 +187,13 @@ async function planStage(
     } catch (error) {
       if (error instanceof DockerfileError) throw error
       const message = (error as Error).message
-      return fail(instruction.line, message.startsWith(`${instruction.keyword} `) ? message : `${instruction.keyword}: ${message}`, error)
+      const text = message.startsWith(`${instruction.keyword} `) ? message : `${instruction.keyword}: ${message}`
+      throw new DockerfileError(instruction.line, text, fileName, { cause: error, unsupported: error instanceof MountError && /not supported/.test(message) })
     }
   }
 
   if (header.base.kind === 'scratch') {
-    fail(
+    unsupported(
       header.line,
       'FROM scratch is not supported on this service: every remote operation starts from an existing image and the service has no empty one. Start from a minimal image instead (e.g. busybox, or gcr.io/distroless/static for a static binary)',
     )
@@ -198,7 +202,7 @@ async function planStage(
     const wanted = parsePlatform(header.platform)
     const service = formatPlatform(options.platform)
     if (!wanted || formatPlatform(wanted) !== service) {
-      fail(header.line, `FROM --platform=${header.platform}: the sandbox service runs ${service} only and cannot build for another platform`)
+      unsupported(header.line, `FROM --platform=${header.platform}: the sandbox service runs ${service} only and cannot build for another platform`)
     }
   }
   const base: PlannedStage['base'] = header.base.kind === 'stage' ? { kind: 'stage', index: header.base.index } : { kind: 'image', ref: (header.base as { ref: string }).ref }
@@ -362,7 +366,7 @@ async function planStage(
     const { line } = instruction
     for (const flag of Object.keys(instruction.flags)) {
       if (flag !== 'mount' && flag !== 'network') {
-        fail(line, flag === 'security' ? 'RUN --security is not supported: the sandbox decides what a command may do' : `RUN --${flag} is not supported`)
+        unsupported(line, flag === 'security' ? 'RUN --security is not supported: the sandbox decides what a command may do' : `RUN --${flag} is not supported`)
       }
     }
     const network = instruction.flags.network === undefined ? 'default' : at(instruction, () => word(instruction.flags.network ?? ''))
@@ -404,7 +408,7 @@ async function planStage(
     const { keyword, line } = instruction
     const copyKeyword = keyword as 'COPY' | 'ADD'
     for (const flag of Object.keys(instruction.flags)) {
-      if (!COPY_FLAGS[keyword]?.has(flag)) fail(line, `${keyword} --${flag} is not supported`)
+      if (!COPY_FLAGS[keyword]?.has(flag)) unsupported(line, `${keyword} --${flag} is not supported`)
     }
     const flagValue = (name: string): string | undefined => {
       const raw = instruction.flags[name]
@@ -455,7 +459,7 @@ async function planStage(
     const locals = others.filter((source) => !urls.includes(source))
     for (const source of others) {
       if (copyKeyword === 'ADD' && (/^git@/.test(source) || /^git:\/\//.test(source) || (URL_SOURCE.test(source) && /\.git(#.*)?$/.test(source)))) {
-        fail(line, `ADD of a git repository (${source}) is not supported; clone it in a RUN step instead`)
+        unsupported(line, `ADD of a git repository (${source}) is not supported; clone it in a RUN step instead`)
       }
     }
     if (checksum !== undefined && (urls.length === 0 || locals.length > 0)) fail(line, 'ADD --checksum can only be used with URL sources')
