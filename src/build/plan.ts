@@ -32,6 +32,8 @@ export type { CopyEntry } from './copy-plan.ts'
 /** Docker's PATH for a RUN in an image whose config has none. */
 export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 export const DEFAULT_SHELL: readonly string[] = ['/bin/sh', '-c']
+/** Where a `RUN <<EOF` script with its own #! is placed for its step. */
+export const SCRIPT_DIR = '/.sandbox-action-pipes'
 
 /** A file operation done before a step's command, in Dockerfile order. */
 export type FsOp =
@@ -54,7 +56,10 @@ export type FsOp =
   /** ADD of a local archive: unpacked below `dest`. */
   | { kind: 'unpack'; line: number; archive: ContextFile; dest: string; chown: string | null; chmod: number | null }
 
-/** A here-document run as the whole command: a script placed for the RUN only (BuildKit's /dev/pipes). */
+/**
+ * A here-document run as the whole command: a script placed for the RUN only. BuildKit mounts it under
+ * /dev/pipes; a sandbox's /dev may be read-only, so it goes under its own directory, removed afterwards.
+ */
 export interface ScriptFile {
   path: string
   bytes: Uint8Array
@@ -392,7 +397,7 @@ async function planStage(
         const doc = heredocs[0] as NonNullable<(typeof heredocs)[0]>
         if (doc.content.startsWith('#!')) {
           const bytes = new TextEncoder().encode(doc.content)
-          const script: ScriptFile = { path: `/dev/pipes/${doc.name}`, bytes, sha256: createHash('sha256').update(bytes).digest('hex') }
+          const script: ScriptFile = { path: `${SCRIPT_DIR}/${doc.name}`, bytes, sha256: createHash('sha256').update(bytes).digest('hex') }
           scripts.push(script)
           argv = [script.path]
         } else argv = [...shell, doc.content]

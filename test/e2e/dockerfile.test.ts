@@ -234,11 +234,19 @@ describe.skipIf(!ready && !process.env.CI)('Dockerfiles as docker build reads th
         "cat /etc/greeting; stat -c '%a %u:%g' /etc/greeting",
         'echo here-end',
         'EOF',
+        'RUN <<EOF',
+        '#!/bin/sh',
+        'echo script-begin; echo "ran as a script"; echo script-end',
+        'EOF',
+        // Nothing of the action is left in the image: no helper, no staging, no script directory.
+        'RUN echo left-begin && ls -a / | grep -c sandbox-action; echo left-end',
       ].join('\n'),
     })
     const result = await build(workspace)
     expect(result.exitCode, result.stdout).toBe(0)
     expect(printed(result.stdout, 'here')).toEqual(['hello docker', '644 0:0'])
+    expect(printed(result.stdout, 'script')).toEqual(['ran as a script'])
+    expect(printed(result.stdout, 'left')).toEqual(['0'])
   })
 
   it('<Dockerfile>.dockerignore beside the Dockerfile replaces the context .dockerignore', async () => {
@@ -252,6 +260,28 @@ describe.skipIf(!ready && !process.env.CI)('Dockerfiles as docker build reads th
     const result = await build(workspace, { dockerfile: 'docker/app.Dockerfile' })
     expect(result.exitCode, result.stdout).toBe(0)
     expect(printed(result.stdout, 'ls')).toEqual(['.dockerignore', 'kept.txt'])
+  })
+
+  it('RUN --mount=type=secret and cache: the secret is there for the step only, never in the log or the image', async () => {
+    const secret = 'sekr1t-Vq93'
+    const workspace = project({
+      Dockerfile: [
+        `FROM ${images.node?.ref}`,
+        'USER node',
+        'RUN --mount=type=secret,id=npm,uid=1000 --mount=type=secret,id=npm,env=NPM_TOKEN --mount=type=cache,target=/home/node/.cache,uid=1000 \\',
+        "  echo sec-begin && stat -c '%u %a' /run/secrets/npm && test \"$(cat /run/secrets/npm)\" = \"$NPM_TOKEN\" && echo same && env | grep -c SANDBOX_ACTION; touch /home/node/.cache/x && echo sec-end",
+        "RUN echo after-begin && ls /run/secrets 2>&1 | grep -c npm; ls -A /home/node/.cache 2>/dev/null | wc -l; echo after-end",
+      ].join('\n'),
+    })
+    const result = await build(workspace, { secrets: `npm=${secret}` })
+    expect(result.exitCode, result.stdout).toBe(0)
+    expect(printed(result.stdout, 'sec')).toEqual(['1000 400', 'same', '0'])
+    expect(printed(result.stdout, 'after')).toEqual(['0', '0'])
+    // Masked as soon as it is read (the runner consumes ::add-mask::), and printed nowhere else.
+    expect(result.stdout).toContain(`::add-mask::${secret}`)
+    expect(`${result.stdout}${result.stderr}`.replaceAll(`::add-mask::${secret}`, '')).not.toContain(secret)
+    // Never uploaded as a file: it travelled only in that step's spawn.
+    expect(emulator.requests.filter((r) => r.method === 'POST' && r.path === '/v1/files').some((r) => r.bodyBytes === secret.length)).toBe(false)
   })
 
   it('the last step that only places files works in an image without a shell', async () => {

@@ -214,7 +214,7 @@ describe('createBuildPlan: heredocs', () => {
     const plain = await plan('FROM a\nRUN <<EOF\necho one\necho two\nEOF')
     expect(plain.steps[0]?.argv).toEqual(['/bin/sh', '-c', 'echo one\necho two\n'])
     const script = await plan('FROM a\nRUN <<EOF\n#!/usr/bin/env python3\nprint(1)\nEOF')
-    expect(script.steps[0]?.argv).toEqual(['/dev/pipes/EOF'])
+    expect(script.steps[0]?.argv).toEqual(['/.sandbox-action-pipes/EOF'])
     expect(new TextDecoder().decode(script.steps[0]?.scripts[0]?.bytes)).toBe('#!/usr/bin/env python3\nprint(1)\n')
   })
 
