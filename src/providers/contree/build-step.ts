@@ -95,7 +95,7 @@ export async function prepareStep(ctx: StepContext, step: BuildStep, image: stri
 
   const needsDb =
     needsUserDb(step.user, 'user') ||
-    step.ops.some((op) => (op.kind === 'mkdir' ? needsUserDb(op.user, 'user') : op.chown !== null && needsUserDb(op.chown, 'chown')))
+    step.ops.some((op) => (op.kind === 'mkdir' ? needsUserDb(op.user, 'chown') : op.chown !== null && needsUserDb(op.chown, 'chown')))
   const db: UserDb = needsDb ? await ctx.users.get(image) : { passwd: [], group: [] }
   const lookup = <T>(line: number, what: string, work: () => T): T => {
     try {
@@ -170,8 +170,10 @@ export async function prepareStep(ctx: StepContext, step: BuildStep, image: stri
   async function addOperation(op: FsOp): Promise<void> {
     switch (op.kind) {
       case 'mkdir': {
-        const owner = lookup(op.line, `WORKDIR ${op.path}`, () => resolveUser(op.user, db))
-        ops.push({ op: 'mkdirs', path: op.path, mode: 0o755, owner: { uid: owner.uid, gid: owner.gid } })
+        // BuildKit creates a missing WORKDIR as a file operation owned by the USER in force, with the
+        // file-operation rule for a user without a group (gid = uid), as COPY --chown does.
+        const owner = op.user === '' ? ROOT : lookup(op.line, `WORKDIR ${op.path} (USER ${op.user})`, () => resolveChown(op.user, db))
+        ops.push({ op: 'mkdirs', path: op.path, mode: 0o755, owner })
         return
       }
       case 'copy': {
