@@ -26,7 +26,7 @@ import { needsUserDb, resolveUser, UserLookupError } from './build/users.ts'
 import { displayUrl, downloadUrl } from './download.ts'
 import { errorMessage, InputError } from './errors.ts'
 import { HttpError } from './http/errors.ts'
-import { resolveImage, saveCarriedConfig, type ImageContext, type PreparedImage } from './image.ts'
+import { resolveImage, saveCarriedConfig, withCarriedConfig, type ImageContext, type PreparedImage } from './image.ts'
 import { parseBaseImage } from './inputs.ts'
 import { inLogGroup } from './operation-group.ts'
 import { judge, type Verdict } from './outcome.ts'
@@ -109,7 +109,8 @@ export async function buildImage(ctx: ImageContext): Promise<PreparedImage> {
       throw new DockerfileError(line, `${ref}: ${errorMessage(error).replace(/^Input 'image': /, '')}`, dockerfileName)
     }
     const image = await resolveImage(ctx, spec)
-    images.set(ref, image)
+    // An image found on the service rather than imported may be one this action built: its config travels in the cache.
+    images.set(ref, image.config || image.digest ? image : await withCarriedConfig(ctx, image))
   }
   const plan = await createBuildPlan(parsed, {
     graph,

@@ -110,7 +110,7 @@ export async function resolveImage(ctx: ImageContext, spec: ImageSpec, importTag
     case 'uuid': {
       const uuid = await provider.findImage({ uuid: spec.uuid }, signal)
       if (!uuid) throw new Error(`Image ${spec.uuid} does not exist on ${inputs.apiUrl}.`)
-      return withCarriedConfig(ctx, { uuid, cacheHit: false })
+      return { uuid, cacheHit: false }
     }
     case 'tag': {
       const uuid = await provider.findImage({ tag: spec.tag }, signal)
@@ -121,7 +121,7 @@ export async function resolveImage(ctx: ImageContext, spec: ImageSpec, importTag
         )
       }
       say(`Image tag:${spec.tag} is ${uuid}.`)
-      return withCarriedConfig(ctx, { uuid, cacheHit: false, tag: spec.tag })
+      return { uuid, cacheHit: false, tag: spec.tag }
     }
     case 'registry':
       return importImage(ctx, parseReference(spec.reference), importTag)
@@ -129,15 +129,18 @@ export async function resolveImage(ctx: ImageContext, spec: ImageSpec, importTag
       const tagged = await provider.findImage({ tag: spec.name }, signal)
       if (tagged) {
         say(`Image "${spec.name}" is the ConTree image ${tagged} (exact tag match); not importing.`)
-        return withCarriedConfig(ctx, { uuid: tagged, cacheHit: false, tag: spec.name })
+        return { uuid: tagged, cacheHit: false, tag: spec.name }
       }
       return importImage(ctx, parseReference(spec.name), importTag)
     }
   }
 }
 
-/** The config an earlier build of this action saved for an image it made (by image id), when there is one. */
-async function withCarriedConfig(ctx: ImageContext, image: PreparedImage): Promise<PreparedImage> {
+/**
+ * The config an earlier build of this action saved for an image it made (by image id), when there is
+ * one: what a Dockerfile `FROM tag:NAME` (or a UUID) of a built image starts from. Only builds ask.
+ */
+export async function withCarriedConfig(ctx: ImageContext, image: PreparedImage): Promise<PreparedImage> {
   const scope = await ctx.cache.scope(ctx.signal)
   if (!scope) return image
   const keys = imageConfigKeys(scope, image.uuid)

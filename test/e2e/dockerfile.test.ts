@@ -300,6 +300,16 @@ describe.skipIf(!ready && !process.env.CI)('Dockerfiles as docker build reads th
     expect(spawns()).toHaveLength(1)
   })
 
+  it('FROM an image this action built (by its ConTree tag) starts from the config that build ended with', async () => {
+    const first = project({ Dockerfile: `FROM ${images.golang?.ref}\nENV BUILT=yes\nWORKDIR /srv/app\nRUN true` })
+    expect((await build(first, { tag: 'fidelity/base:1' })).exitCode).toBe(0)
+    const second = project({ Dockerfile: 'FROM tag:fidelity/base:1\nRUN echo cfg-begin && pwd && echo "$BUILT $GOPATH" && echo cfg-end' })
+    const result = await build(second)
+    expect(result.exitCode, result.stdout).toBe(0)
+    expect(printed(result.stdout, 'cfg')).toEqual(['/srv/app', 'yes /go'])
+    expect(result.stdout).not.toMatch(/config .* is unknown/)
+  })
+
   it('--target builds the named stage and only what it needs', async () => {
     const workspace = project({
       Dockerfile: [`FROM ${images.golang?.ref} AS broken`, 'RUN exit 3', '', `FROM ${images.golang?.ref} AS tools`, 'RUN echo tools-stage > /tools.txt', '', 'FROM broken', 'RUN true'].join('\n'),
