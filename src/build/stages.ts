@@ -146,7 +146,7 @@ export function readStages(dockerfile: ParsedDockerfile, options: StageOptions):
     for (const raw of names) {
       const value = substitute(instruction, raw)
       if (value === '') fail(line, `${keyword}: --from is empty after substitution`)
-      const source = fromSource(value, current.index, stages)
+      const source = fromSource(value, stages)
       if (source.kind === 'stage' && source.index === current.index) fail(line, `${keyword} --from=${raw}: a stage cannot copy from itself`)
       if (source.kind === 'stage' && source.index > current.index) fail(line, `${keyword} --from=${raw}: stage ${source.index} comes later in the Dockerfile`)
       const list = current.sources.get(line) ?? []
@@ -180,13 +180,9 @@ export function readStages(dockerfile: ParsedDockerfile, options: StageOptions):
   return { stages, target, needed: [...needed].sort((a, b) => a - b), globalArgs, declared }
 }
 
-/** `--from=` value: a stage index, an earlier (or later, reported by the caller) stage name, else an image. */
-function fromSource(value: string, current: number, stages: readonly StageHeader[]): FromSource {
-  if (/^\d+$/.test(value)) {
-    const index = Number(value)
-    if (index >= current) return { kind: 'stage', index: index === current ? current : index }
-    return { kind: 'stage', index }
-  }
+/** `--from=` value: a stage index or name (the caller refuses itself and later stages), else an image. */
+function fromSource(value: string, stages: readonly StageHeader[]): FromSource {
+  if (/^\d+$/.test(value)) return { kind: 'stage', index: Number(value) }
   const stage = stages.find((s) => s.name === value.toLowerCase())
   return stage ? { kind: 'stage', index: stage.index } : { kind: 'image', ref: value }
 }

@@ -16,6 +16,7 @@ import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { Readable } from 'node:stream'
 import type { ContextTree } from '../../build/context.ts'
+import { formatMode } from '../../build/copy-plan.ts'
 import type { BuildStep, CopyEntry, FsOp } from '../../build/plan.ts'
 import type { FromSource } from '../../build/stages.ts'
 import { decompressed, extractTar, type TarEntry } from '../../build/tar-extract.ts'
@@ -340,8 +341,4 @@ function segmentRegExp(segment: string): RegExp {
   let out = '^'
   for (const ch of segment) out += ch === '*' ? '[^/]*' : ch === '?' ? '[^/]' : /[\\^$.+()[\]{}|/]/.test(ch) ? `\\${ch}` : ch
   return new RegExp(`${out}$`, 'su')
-}
-
-function formatMode(mode: number): string {
-  return (mode & 0o7777).toString(8).padStart(4, '0')
 }
