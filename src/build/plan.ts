@@ -19,7 +19,7 @@ import { createHash } from 'node:crypto'
 import path from 'node:path'
 import type { ContextFile, ContextTree } from './context.ts'
 import { absoluteDestination, destinationIsDirectory, parseChmod, parseChown, planCopy, urlDestination, type CopyEntry } from './copy-plan.ts'
-import { DockerfileError, type Instruction, type ParsedDockerfile } from './dockerfile.ts'
+import { DockerfileError, parseDockerfile, type Instruction, type ParsedDockerfile } from './dockerfile.ts'
 import { MountError, parseMount, type RunMount } from './mounts.ts'
 import { parseArgDeclarations, parseNameValues } from './name-values.ts'
 import { readStages, type FromSource, type StageGraph, type StageHeader } from './stages.ts'
@@ -213,9 +213,10 @@ async function planStage(
   const base: PlannedStage['base'] = header.base.kind === 'stage' ? { kind: 'stage', index: header.base.index } : { kind: 'image', ref: (header.base as { ref: string }).ref }
   const start: ImageConfig =
     base.kind === 'stage' ? (planned.get(base.index) as PlannedStage).final : (options.baseConfig(base.ref) ?? { env: [], workingDir: '', user: '', entrypoint: null, cmd: null, shell: null, onBuild: [] })
-  if (start.onBuild.length > 0) {
-    fail(header.line, `FROM: the base image has ONBUILD triggers (${start.onBuild.join('; ')}), which the action does not run; Docker would run them here`)
-  }
+  // Docker runs the base image's ONBUILD triggers first, as if written right after FROM; they are
+  // consumed there (an image built FROM this one does not inherit them).
+  const triggers = onBuildTriggers(start.onBuild, header.line, fileName)
+  const onBuild: string[] = []
 
   const env: Record<string, string> = envRecord(start.env)
   if (!Object.hasOwn(env, 'PATH')) env.PATH = DEFAULT_PATH
@@ -270,7 +271,7 @@ async function planStage(
     ops = []
   }
 
-  for (const instruction of header.instructions) {
+  for (const instruction of [...triggers, ...header.instructions]) {
     const { keyword, line } = instruction
     switch (keyword) {
       case 'ARG': {
@@ -342,7 +343,10 @@ async function planStage(
         break
       }
       case 'ONBUILD': {
-        notes.push({ line, keyword, note: 'recorded for images built FROM this one; the action keeps no ONBUILD triggers' })
+        const trigger = instruction.args.split(/\s+/, 1)[0]?.toUpperCase() ?? ''
+        if (['ONBUILD', 'FROM', 'MAINTAINER', ''].includes(trigger)) fail(line, `ONBUILD ${trigger || 'needs an instruction'}${trigger ? ' is not allowed as a trigger' : ''}`)
+        onBuild.push(instruction.args)
+        notes.push({ line, keyword, note: 'kept in the built image config; runs in a later build FROM it' })
         break
       }
       default: {
@@ -361,7 +365,7 @@ async function planStage(
     entrypoint,
     cmd,
     shell: sameArray(shell, DEFAULT_SHELL) ? null : shell,
-    onBuild: [],
+    onBuild,
   }
   const stage: PlannedStage = { index: header.index, line: header.line, base, steps, final }
   if (header.name !== undefined) stage.name = header.name
@@ -502,6 +506,22 @@ async function planStage(
     }
     if (entries.length > 0 || docs.length > 0) ops.push({ kind: 'copy', line, keyword: copyKeyword, dest: destIsDir ? dest : path.posix.dirname(dest), chown, entries })
   }
+}
+
+/** A base image's ONBUILD triggers as instructions at the FROM line (COPY --from in a trigger is refused). */
+function onBuildTriggers(texts: readonly string[], line: number, fileName: string): Instruction[] {
+  if (texts.length === 0) return []
+  let parsed: ParsedDockerfile
+  try {
+    parsed = parseDockerfile(texts.join('\n'), { fileName })
+  } catch (error) {
+    throw new DockerfileError(line, `FROM: the base image's ONBUILD triggers cannot be read: ${(error as Error).message}`, fileName)
+  }
+  return parsed.instructions.map((instruction) => {
+    if (['FROM', 'ONBUILD', 'MAINTAINER'].includes(instruction.keyword)) throw new DockerfileError(line, `FROM: the base image has an ONBUILD ${instruction.keyword} trigger, which Docker refuses`, fileName)
+    if (instruction.flags.from !== undefined) throw new DockerfileError(line, 'FROM: the base image has an ONBUILD COPY --from trigger, which the action does not run', fileName, { unsupported: true })
+    return { ...instruction, line, original: `ONBUILD ${instruction.original}` }
+  })
 }
 
 /** Expands `$VAR` in a COPY heredoc body as BuildKit does: variables only, quotes kept as text. */

@@ -155,10 +155,15 @@ describe('createBuildPlan: the base image config', () => {
     expect(final.env).toContain('GOPATH=/go')
   })
 
-  it('an image with ONBUILD triggers is refused, naming the FROM line', async () => {
-    const error = await planError('FROM trig\nRUN x', { baseConfig: () => ({ env: [], workingDir: '', user: '', entrypoint: null, cmd: null, shell: null, onBuild: ['RUN make'] }) })
-    expect(error.line).toBe(1)
-    expect(error.message).toMatch(/ONBUILD triggers \(RUN make\)/)
+  it("the base image's ONBUILD triggers run first, at the FROM line, and are not inherited; own ONBUILDs go in the config", async () => {
+    const trig = (): ImageConfig => ({ env: [], workingDir: '', user: '', entrypoint: null, cmd: null, shell: null, onBuild: ['WORKDIR /app', 'COPY a.txt .', 'RUN make'] })
+    const { steps, final } = await plan('FROM trig\nONBUILD RUN npm test\nRUN x', { baseConfig: trig })
+    expect(steps.map((s) => [s.line, s.instruction])).toEqual([[1, 'RUN make'], [3, 'RUN x']])
+    expect(steps[0]?.ops.map((op) => op.kind)).toEqual(['mkdir', 'copy'])
+    expect(steps[0]?.cwd).toBe('/app')
+    expect(final.onBuild).toEqual(['RUN npm test'])
+    const bad = await planError('FROM trig\nRUN x', { baseConfig: () => ({ ...trig(), onBuild: ['FROM other'] }) })
+    expect(bad.line).toBe(1)
   })
 })
 
