@@ -143,6 +143,8 @@ function project(files: Record<string, string>): string {
   for (const [name, content] of Object.entries(files)) {
     fs.mkdirSync(path.dirname(path.join(dir, name)), { recursive: true })
     fs.writeFileSync(path.join(dir, name), content)
+    // A fixed mode, whatever the umask: the expected modes below are Docker's for a 0644 file.
+    fs.chmodSync(path.join(dir, name), 0o644)
   }
   return dir
 }
@@ -291,6 +293,24 @@ describe.skipIf(!ready && !process.env.CI)('Dockerfiles as docker build reads th
     expect(`${result.stdout}${result.stderr}`.replaceAll(`::add-mask::${secret}`, '')).not.toContain(secret)
     // Never uploaded as a file: it travelled only in that step's spawn.
     expect(emulator.requests.filter((r) => r.method === 'POST' && r.path === '/v1/files').some((r) => r.bodyBytes === secret.length)).toBe(false)
+  })
+
+  it('COPY and ADD <url> onto a path that is a directory in the image put the file inside it', async () => {
+    const server = createServer((_req, res) => res.end('#!/bin/sh\necho tool\n'))
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    try {
+      const { port } = server.address() as AddressInfo
+      const workspace = project({
+        Dockerfile: `FROM ${images.golang?.ref}\nCOPY a.txt /tmp\nADD http://127.0.0.1:${port}/dl/tool.sh /tmp\nRUN echo in-begin && stat -c '%n %a %u:%g' /tmp/a.txt /tmp/tool.sh && echo in-end`,
+        'a.txt': 'a\n',
+      })
+      const result = await build(workspace)
+      expect(result.exitCode, result.stdout).toBe(0)
+      // Docker: a downloaded file is 0600; a context file keeps its mode.
+      expect(printed(result.stdout, 'in')).toEqual(['/tmp/a.txt 644 0:0', '/tmp/tool.sh 600 0:0'])
+    } finally {
+      server.close()
+    }
   })
 
   it('the last step that only places files works in an image without a shell', async () => {
