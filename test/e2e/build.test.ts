@@ -216,8 +216,8 @@ describe('building a Dockerfile', () => {
     expect(cacheService.entries().length).toBe(before)
   })
 
-  // needs src/ to create a WORKDIR that does not exist in the image (Docker does; the service does not create a missing cwd, and neither does the emulator now), see lead
-  it.skip('runs RUN steps and the following command as the Dockerfile USER, in its WORKDIR with its ENV', async () => {
+  // The WORKDIR does not exist in the image: the build creates it (as Docker does), so the step and the run can use it.
+  it('runs RUN steps and the following command as the Dockerfile USER, in its WORKDIR with its ENV', async () => {
     const workspace = makeProject({ Dockerfile: 'FROM busybox:latest\nWORKDIR /srv\nENV MODE=prod\nUSER 1000\nRUN echo "step uid=$(id -u)"' })
     const result = await build(workspace, { 'build-args': '', run: 'echo "run uid=$(id -u) cwd=$(pwd) mode=$MODE"' })
     expect(result.exitCode, result.stdout).toBe(0)
