@@ -17,14 +17,14 @@ describe.skipIf(!registryAvailable())('Together emulator: images from a loopback
   })
 
   it('pulls a FROM image and a snapshot image it has not seen, and runs in their trees', async () => {
-    const pushed = await pushImage(registry.url, 'team/base', '1', { 'etc/motd': 'from the registry\n', 'tmp/': { mode: 0o1777 } })
+    const pushed = await pushImage(registry.url, 'team/base', '1', { 'etc/motd': 'from the registry\n', 'tmp/': { mode: 0o1777 } }, { base: 'base' })
     const submitted = await submitBuild(emu, contextArchive({ Dockerfile: `FROM ${pushed.reference}\nRUN cat /etc/motd\n` }))
     const { lines, terminal } = await followBuild(emu, submitted.json().build_id)
     expect(terminal).toEqual({ done: true })
     expect(lines.some((line) => line.endsWith(' from the registry'))).toBe(true)
     expect(lines).toContain(`#3 [internal] load metadata for ${pushed.reference}`)
 
-    const other = await pushImage(registry.url, 'team/other', '2', { 'etc/motd': 'snapshot straight from the registry\n' })
+    const other = await pushImage(registry.url, 'team/other', '2', { 'etc/motd': 'snapshot straight from the registry\n' }, { base: 'base' })
     const snapshot = await api(emu, 'POST', '/snapshots', { image: other.reference })
     expect(snapshot.status).toBe(201)
     const sandbox = await runningSandbox(emu, snapshot.json().id)
