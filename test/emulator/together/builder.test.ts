@@ -126,6 +126,27 @@ describe('Together emulator builder: builds', () => {
     expect(lines).toContain('[Warning] One or more build-args [UNUSED] were not consumed')
   })
 
+  it('gives what it writes real owners: COPY --chown, WORKDIR made as the USER of that point, RUN as that user', async () => {
+    const { lines, terminal } = await build({
+      Dockerfile: [
+        'FROM busybox:latest',
+        'USER app',
+        'WORKDIR /home/app/work',
+        'RUN touch made-by-run',
+        'USER root',
+        'COPY --chown=app:app note.txt /srv/note.txt',
+        'COPY plain.txt /srv/plain.txt',
+        'RUN stat -c "%U:%G %a %n" /home/app/work /home/app/work/made-by-run /srv/note.txt /srv/plain.txt',
+        '',
+      ].join('\n'),
+      'note.txt': 'n\n',
+      'plain.txt': 'p\n',
+    })
+    expect(terminal).toEqual({ done: true })
+    const outputs = lines.filter((line) => /^#\d+ \d+\.\d{3} /.test(line)).map((line) => line.replace(/^#\d+ \S+ /, ''))
+    expect(outputs).toEqual(['app:app 755 /home/app/work', 'app:app 644 /home/app/work/made-by-run', 'app:app 644 /srv/note.txt', 'root:root 644 /srv/plain.txt'])
+  })
+
   it('refuses instructions it does not know and ADD of a URL', async () => {
     expect((await build({ Dockerfile: 'FROM busybox:latest\nFROBNICATE x\n' })).terminal.error).toContain('unknown instruction: FROBNICATE')
     expect((await build({ Dockerfile: 'FROM busybox:latest\nADD https://example.com/x /x\n' })).terminal.error).toContain('ADD from a URL')

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { pushImage, registryAvailable, startRegistry, type RunningRegistry } from '../registry.ts'
+import { pushImage, pushTestImage, registryAvailable, startRegistry, type RunningRegistry } from '../registry.ts'
 import { startTogetherEmulator, type TogetherEmulator } from './index.ts'
 import { api, contextArchive, execToEnd, followBuild, runningSandbox, submitBuild } from './test-client.ts'
 
@@ -31,5 +31,22 @@ describe.skipIf(!registryAvailable())('Together emulator: images from a loopback
     const { frames } = await execToEnd(sandbox, 'cat', ['/etc/motd'])
     expect(frames[0].output).toBe('snapshot straight from the registry\n')
     expect((await api(emu, 'POST', '/snapshots', { image: `${registry.host}/team/missing:1` })).status).toBe(404)
+  })
+
+  it('builds FROM catalogue images pushed with their configs: their PATH, WORKDIR and USER apply to RUN', async () => {
+    const golang = await pushTestImage(registry.url, 'library/golang', '1.22', 'golang')
+    const jupyter = await pushTestImage(registry.url, 'jupyter/base-notebook', 'latest', 'jupyter')
+    const dockerfile = [
+      `FROM ${golang.reference}`,
+      'RUN go version && pwd && id -u',
+      `FROM ${jupyter.reference}`,
+      'RUN id && pwd && touch /opt/conda/bin/tool && stat -c %U:%G /opt/conda/bin/tool',
+      '',
+    ].join('\n')
+    const submitted = await submitBuild(emu, contextArchive({ Dockerfile: dockerfile }))
+    const { lines, terminal } = await followBuild(emu, submitted.json().build_id)
+    expect(terminal).toEqual({ done: true })
+    const outputs = lines.filter((line) => /^#\d+ \d+\.\d{3} /.test(line)).map((line) => line.replace(/^#\d+ \S+ /, ''))
+    expect(outputs).toEqual(['go version go1.22.5 linux/amd64', '/go', '0', 'uid=1000(jovyan) gid=100(users)', '/home/jovyan', 'jovyan:users'])
   })
 })
