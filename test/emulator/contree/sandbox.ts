@@ -66,8 +66,11 @@ export class Sandbox {
     this.procMounted = procMounted
   }
 
-  /** Starts the helper in the right place and checks that a command really can be sandboxed. */
-  static async start(workDir: string): Promise<Sandbox> {
+  /**
+   * Starts the helper in the right place and checks that a command really can be sandboxed.
+   * `helperScript`: another emulator's helper (see RootFsHelper.start), used in user-namespace mode.
+   */
+  static async start(workDir: string, helperScript?: string): Promise<Sandbox> {
     const uid = process.getuid?.() ?? -1
     const mode: SandboxMode = uid === 0 ? 'root' : 'user-namespace'
     const unshare = findTool('unshare')
@@ -79,7 +82,7 @@ export class Sandbox {
     }
     let fs: RootFs
     try {
-      fs = mode === 'root' ? inProcessRootFs() : await RootFsHelper.start([unshare as string, '--user', '--map-auto', '--map-root-user', '--'])
+      fs = mode === 'root' ? inProcessRootFs() : await RootFsHelper.start([unshare as string, '--user', '--map-auto', '--map-root-user', '--'], helperScript)
     } catch (error) {
       throw refusal(who(mode), [`the user namespace could not be made: ${(error as Error).message}`])
     }

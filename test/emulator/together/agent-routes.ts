@@ -1,26 +1,19 @@
 // The in-VM agent, "Pint" (sandbox-openapi.json), one per sandbox under `/agents/<sandbox id>`: execs as real
-// processes in the sandbox root with their output as an event stream, the filesystem, and open ports.
+// processes in the sandbox (run-in-root.ts) with their output as an event stream, the filesystem (done as the
+// agent's root through the root-fs operations, agent-files.ts), and open ports.
+import { randomUUID } from 'node:crypto'
+import { once } from 'node:events'
+import { createWriteStream } from 'node:fs'
+import { mkdir, rm } from 'node:fs/promises'
+import { join, posix } from 'node:path'
 import type { App } from './app.ts'
-import {
-  agentPath,
-  createSandboxDirectory,
-  deleteSandboxDirectory,
-  deleteSandboxFile,
-  fileAction,
-  listSandboxDirectory,
-  readSandboxFile,
-  statSandboxFile,
-  writeSandboxFile,
-} from './agent-files.ts'
 import { Exec, supervise } from './execs.ts'
 import { badRequest, HttpError, parseJsonObject, type Reply } from './http-io.ts'
 import { DEFAULT_PATH } from './image-store.ts'
-import { openPorts } from './ports.ts'
-import { resolveInRoot } from './root-path.ts'
+import { agentStatus } from './rootfs/failure.ts'
 import type { Route, RouteContext } from './routing.ts'
 import type { SandboxRecord } from './sandboxes.ts'
 import { idleUntil, SseWriter } from './sse-writer.ts'
-import { resolveUser } from './users.ts'
 import {
   optionalBoolean,
   optionalString,
@@ -31,6 +24,23 @@ import {
 } from './validate.ts'
 
 type Ctx = RouteContext<App>
+
+/** The absolute in-sandbox path of a `{path}` parameter: relative paths are relative to the workspace. */
+function agentPath(raw: string, workspaceDir: string): string {
+  if (raw === '') throw new HttpError(400, 'path is required')
+  return posix.normalize(raw.startsWith('/') ? raw : posix.join(workspaceDir, raw))
+}
+
+/** A filesystem operation's answer; the failures the agent answers with become their status. */
+async function answered<T>(work: Promise<T>): Promise<T> {
+  try {
+    return await work
+  } catch (error) {
+    const status = agentStatus(error)
+    if (status !== null) throw new HttpError(status, (error as Error).message)
+    throw error
+  }
+}
 
 /** The sandbox of an agent route; the server has already checked it is running and the token is its own. */
 function sandboxOf(ctx: Ctx): SandboxRecord & { root: string } {
@@ -53,10 +63,12 @@ function lastSequenceOf(query: URLSearchParams): number | undefined {
 }
 
 async function launchExec(app: App, sandbox: SandboxRecord & { root: string }, exec: Exec): Promise<void> {
-  const cwd = await resolveInRoot(sandbox.root, exec.launchSpec.cwd, { followLast: true }).catch(() => null)
-  if (!cwd?.exists) throw new HttpError(500, `chdir ${exec.launchSpec.cwd}: no such file or directory`)
+  const state = await app.fs.call('directoryState', { root: sandbox.root, path: exec.launchSpec.cwd })
+  if (state !== 'directory') {
+    throw new HttpError(500, `chdir ${exec.launchSpec.cwd}: ${state === 'missing' ? 'no such file or directory' : 'not a directory'}`)
+  }
   const proc = await app.runner.runInRoot(sandbox.root, {
-    cwd: cwd.rootPath,
+    cwd: exec.launchSpec.cwd,
     command: exec.command,
     args: exec.args,
     env: exec.launchSpec.env,
@@ -83,7 +95,7 @@ async function createExec(ctx: Ctx): Promise<Reply> {
   const user = optionalString(body, 'user')
   let identity
   try {
-    identity = await resolveUser(sandbox.root, user ?? app.options.defaultExecUser)
+    identity = await app.fs.call('resolveUser', { root: sandbox.root, spec: user ?? app.options.defaultExecUser })
   } catch (error) {
     throw badRequest('user', (error as Error).message)
   }
@@ -163,6 +175,37 @@ function filePath(ctx: Ctx): string {
   return agentPath(ctx.params[1] as string, ctx.app.options.workspaceDir)
 }
 
+type PathOp = 'readAgentFile' | 'deleteAgentFile' | 'statAgentFile' | 'createAgentDirectory' | 'listAgentDirectory' | 'deleteAgentDirectory'
+
+/** A route that is one filesystem operation on the `{path}` of the request. */
+async function fileRoute(ctx: Ctx, status: number, op: PathOp): Promise<Reply> {
+  const body = await answered(ctx.app.fs.call(op, { root: sandboxOf(ctx).root, path: filePath(ctx) }))
+  return { status, body: body as unknown as Record<string, unknown> }
+}
+
+/** The body goes to a private file first (the emulator cannot write into the sandbox's trees itself), then in. */
+async function writeFileRoute(ctx: Ctx): Promise<Reply> {
+  const { app } = ctx
+  const root = sandboxOf(ctx).root
+  const path = filePath(ctx)
+  await answered(app.fs.call('checkAgentWritable', { root, path }))
+  const uploads = join(app.dataDir, 'uploads')
+  await mkdir(uploads, { recursive: true })
+  const source = join(uploads, `agent-${randomUUID()}`)
+  try {
+    const out = createWriteStream(source, { mode: 0o600 })
+    await once(out, 'open')
+    for await (const chunk of ctx.req) {
+      ctx.record.bodyBytes += (chunk as Buffer).length
+      if (!out.write(chunk)) await once(out, 'drain')
+    }
+    await new Promise<void>((done, fail) => out.end((error?: Error | null) => (error ? fail(error) : done())))
+    return { status: 201, body: await answered(app.fs.call('writeAgentFile', { root, path, source })) }
+  } finally {
+    await rm(source, { force: true })
+  }
+}
+
 async function fileActionRoute(ctx: Ctx): Promise<Reply> {
   const sandbox = sandboxOf(ctx)
   const body = parseJsonObject(ctx.req, await ctx.body()) as Record<string, unknown>
@@ -171,7 +214,7 @@ async function fileActionRoute(ctx: Ctx): Promise<Reply> {
   if (action !== 'move' && action !== 'copy') throw badRequest('action', 'action must be move or copy')
   const destination = agentPath(requiredString(body, 'destination'), ctx.app.options.workspaceDir)
   const recursive = optionalBoolean(body, 'recursive') ?? false
-  return { status: 200, body: await fileAction(sandbox.root, filePath(ctx), action, destination, recursive) }
+  return { status: 200, body: await answered(ctx.app.fs.call('agentFileAction', { root: sandbox.root, from: filePath(ctx), action, to: destination, recursive })) }
 }
 
 const AGENT = '^/agents/([^/]+)/api/v1'
@@ -195,16 +238,13 @@ export const AGENT_ROUTES: ReadonlyArray<Route<App>> = [
   }),
   route('POST', '/execs/([^/]+)/io', execInput),
   route('GET', '/stream/execs/([^/]+)/io', streamExecOutput, 'exec-io'),
-  route('GET', '/files/(.+)', async (ctx) => ({ status: 200, body: await readSandboxFile(sandboxOf(ctx).root, filePath(ctx)) })),
-  route('POST', '/files/(.+)', async (ctx) => ({
-    status: 201,
-    body: await writeSandboxFile(sandboxOf(ctx).root, filePath(ctx), ctx.req, ctx.record),
-  })),
-  route('DELETE', '/files/(.+)', async (ctx) => ({ status: 200, body: await deleteSandboxFile(sandboxOf(ctx).root, filePath(ctx)) })),
+  route('GET', '/files/(.+)', (ctx) => fileRoute(ctx, 200, 'readAgentFile')),
+  route('POST', '/files/(.+)', writeFileRoute),
+  route('DELETE', '/files/(.+)', (ctx) => fileRoute(ctx, 200, 'deleteAgentFile')),
   route('PATCH', '/files/(.+)', fileActionRoute),
-  route('GET', '/file_stat/(.+)', async (ctx) => ({ status: 200, body: await statSandboxFile(sandboxOf(ctx).root, filePath(ctx)) })),
-  route('POST', '/directories/(.+)', async (ctx) => ({ status: 201, body: await createSandboxDirectory(sandboxOf(ctx).root, filePath(ctx)) })),
-  route('GET', '/directories/(.+)', async (ctx) => ({ status: 200, body: await listSandboxDirectory(sandboxOf(ctx).root, filePath(ctx)) })),
-  route('DELETE', '/directories/(.+)', async (ctx) => ({ status: 200, body: await deleteSandboxDirectory(sandboxOf(ctx).root, filePath(ctx)) })),
-  route('GET', '/ports', async (ctx) => ({ status: 200, body: { ports: await openPorts(sandboxOf(ctx).groups) } })),
+  route('GET', '/file_stat/(.+)', (ctx) => fileRoute(ctx, 200, 'statAgentFile')),
+  route('POST', '/directories/(.+)', (ctx) => fileRoute(ctx, 201, 'createAgentDirectory')),
+  route('GET', '/directories/(.+)', (ctx) => fileRoute(ctx, 200, 'listAgentDirectory')),
+  route('DELETE', '/directories/(.+)', (ctx) => fileRoute(ctx, 200, 'deleteAgentDirectory')),
+  route('GET', '/ports', async (ctx) => ({ status: 200, body: { ports: await ctx.app.fs.call('listeningPorts', { groups: [...sandboxOf(ctx).groups] }) } })),
 ]

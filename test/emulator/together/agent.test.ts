@@ -106,11 +106,11 @@ describe('Together emulator agent: execs', () => {
   })
 
   it('honours cwd, env and user; defaults to 1000:1000 in /', async () => {
-    const shown = await execToEnd(sandbox, 'sh', ['-c', 'echo "$(pwd) $MY_VAR $(id -u):$(id -g)"'], { cwd: '/tmp', env: { MY_VAR: 'v' }, user: 'user:root' })
-    expect(shown.frames[0].output).toBe(emu.sandboxed ? '/tmp v 1000:0\n' : expect.stringContaining(' v '))
+    const shown = await execToEnd(sandbox, 'sh', ['-c', 'echo "$(pwd) $MY_VAR $(id -u):$(id -g)"'], { cwd: '/tmp', env: { MY_VAR: 'v' }, user: 'app:root' })
+    expect(shown.frames[0].output).toBe('/tmp v 1000:0\n')
     expect((await agent(sandbox, 'GET', `/execs/${shown.id}`)).json().user).toBe('1000:0')
     const defaults = await execToEnd(sandbox, 'sh', ['-c', 'echo "$(pwd) $(id -u):$(id -g)"'])
-    if (emu.sandboxed) expect(defaults.frames[0].output).toBe('/ 1000:1000\n')
+    expect(defaults.frames[0].output).toBe('/ 1000:1000\n')
     expect((await agent(sandbox, 'GET', `/execs/${defaults.id}`)).json().user).toBeUndefined()
     expect((await agent(sandbox, 'POST', '/execs', { command: 'true', args: [], user: 'nosuchuser' })).status).toBe(400)
     const missingCwd = await agent(sandbox, 'POST', '/execs', { command: 'true', args: [], cwd: '/does/not/exist' })

@@ -5,7 +5,6 @@ import { parseReference } from './image-ref.ts'
 import type { Route, RouteContext } from './routing.ts'
 import type { SandboxRecord, StartFault, TerminationSnapshot } from './sandboxes.ts'
 import type { SnapshotRecord } from './snapshots.ts'
-import { treeSize } from './tree.ts'
 import type { SandboxStatus } from './types.ts'
 import {
   batchIds,
@@ -95,7 +94,7 @@ async function createSnapshot(ctx: Ctx): Promise<Reply> {
   const snapshot = app.snapshots.create({
     image: reference.normalized,
     dir: known.dir,
-    byteSize: await treeSize(known.dir),
+    byteSize: await app.fs.call('treeSize', { path: known.dir }),
     tags,
     ttl: ttl ?? null,
     architecture: architecture ?? null,

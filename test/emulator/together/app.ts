@@ -2,6 +2,7 @@
 import type { BuildTable } from './builds.ts'
 import type { ImageStore } from './image-store.ts'
 import type { LayerCache } from './layer-cache.ts'
+import type { TogetherFs } from './rootfs/client.ts'
 import type { RootRunner } from './run-in-root.ts'
 import type { SandboxTable } from './sandboxes.ts'
 import type { SnapshotTable } from './snapshots.ts'
@@ -23,6 +24,8 @@ export interface App {
   options: ResolvedOptions
   dataDir: string
   images: ImageStore
+  /** Filesystem operations on trees with real owners (images, stages, sandbox roots, the agent's files). */
+  fs: TogetherFs
   runner: RootRunner
   cache: LayerCache
   builds: BuildTable

@@ -1,13 +1,19 @@
 // COPY and ADD of local files: sources matched in the context (or an earlier stage's root) with `*`, `?` and
 // `[…]` wildcards, refused when they climb out of it; their content hashed for the layer cache; and copied
-// into the image root without ever following a link the image or the context contains.
+// into the image root without ever following a link the image or the context contains. These run where the
+// owners are real (rootfs/ops.ts): copies belong to root unless --chown says otherwise, and an earlier stage
+// or image is read as its root would read it.
 import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
 import { chmod, copyFile, lchown, lstat, mkdir, open, readdir, readlink, rm, stat, symlink, unlink } from 'node:fs/promises'
 import { basename, join, posix } from 'node:path'
 import { resolveInRoot } from './root-path.ts'
+import { OpFailure } from './rootfs/failure.ts'
 
-export class CopyError extends Error {}
+/** A COPY the builder refuses: the build fails with this message. */
+function copyError(message: string): OpFailure {
+  return new OpFailure('build', message)
+}
 
 export interface CopySource {
   /** Host path, the top-level link already followed. */
@@ -45,7 +51,7 @@ function sourceParts(pattern: string): string[] {
   for (const part of pattern.split('/')) {
     if (part === '' || part === '.') continue
     if (part === '..') {
-      if (parts.length === 0) throw new CopyError(`forbidden path outside the build context: ${pattern}`)
+      if (parts.length === 0) throw copyError(`forbidden path outside the build context: ${pattern}`)
       parts.pop()
     } else parts.push(part)
   }
@@ -79,12 +85,12 @@ export async function matchSources(base: string, patterns: string[]): Promise<Co
       }
       candidates = next
     }
-    if (candidates.length === 0) throw new CopyError(`no source files were specified (nothing matches ${pattern})`)
+    if (candidates.length === 0) throw copyError(`no source files were specified (nothing matches ${pattern})`)
     for (const candidate of candidates) {
       const resolved = await resolveInRoot(base, '/' + candidate.join('/'), { followLast: true }).catch(() => null)
-      if (!resolved?.exists) throw new CopyError(`failed to compute cache key: "/${candidate.join('/')}": not found`)
+      if (!resolved?.exists) throw copyError(`failed to compute cache key: "/${candidate.join('/')}": not found`)
       const info = await stat(resolved.hostPath).catch(() => null)
-      if (!info) throw new CopyError(`failed to compute cache key: "/${candidate.join('/')}": not found`)
+      if (!info) throw copyError(`failed to compute cache key: "/${candidate.join('/')}": not found`)
       sources.push({ hostPath: resolved.hostPath, shown: '/' + candidate.join('/'), isDir: info.isDirectory() })
     }
   }
@@ -130,9 +136,9 @@ async function lstatOrNull(path: string) {
 }
 
 async function applyOwnership(path: string, opts: CopyOptions, sourceMode: number, isLink: boolean): Promise<void> {
+  // Copied files belong to root unless --chown says otherwise; chown first, as it clears setuid/setgid bits.
+  await lchown(path, opts.owner?.uid ?? 0, opts.owner?.gid ?? 0)
   if (!isLink) await chmod(path, opts.mode ?? sourceMode & 0o7777)
-  // Copied files belong to root unless --chown says otherwise (only a root emulator can give them away).
-  if (process.getuid?.() === 0) await lchown(path, opts.owner?.uid ?? 0, opts.owner?.gid ?? 0)
 }
 
 /** Copies one entry (recursively) to `target`, replacing what is there without following it. */
@@ -166,10 +172,12 @@ export async function copyIntoRoot(root: string, sources: CopySource[], dest: st
   const normal = posix.normalize(dest)
   const existing = await resolveInRoot(root, normal, { followLast: true }).catch(() => null)
   const destIsDir = wantsDir || (existing?.exists === true && (await stat(existing.hostPath)).isDirectory())
+  // Directories the copy has to create are new content too: --chown's owner, else root.
+  const create = { followLast: true, createDirs: true, createLast: true, owner: opts.owner ?? undefined }
   if (destIsDir) {
-    const dir = await resolveInRoot(root, normal, { followLast: true, createDirs: true, createLast: true })
+    const dir = await resolveInRoot(root, normal, create)
     const dirInfo = await stat(dir.hostPath)
-    if (!dirInfo.isDirectory()) throw new CopyError(`cannot copy to ${dest}: not a directory`)
+    if (!dirInfo.isDirectory()) throw copyError(`cannot copy to ${dest}: not a directory`)
     for (const source of sources) {
       if (source.isDir) {
         for (const entry of await listDir(source.hostPath)) await copyEntry(join(source.hostPath, entry), join(dir.hostPath, entry), opts, false)
@@ -179,7 +187,7 @@ export async function copyIntoRoot(root: string, sources: CopySource[], dest: st
     }
     return
   }
-  const parent = await resolveInRoot(root, posix.dirname(normal), { followLast: true, createDirs: true, createLast: true })
+  const parent = await resolveInRoot(root, posix.dirname(normal), create)
   await copyEntry((sources[0] as CopySource).hostPath, join(parent.hostPath, posix.basename(normal)), opts, true)
 }
 

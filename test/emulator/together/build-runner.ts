@@ -1,13 +1,15 @@
 // Executes one build for real: unpack the context, read the Dockerfile, run each stage in its own root
 // (FROM, ARG, ENV, WORKDIR, USER, SHELL, COPY/ADD of local files, RUN through runInRoot; other instructions
 // are accepted and ignored), reuse layers of earlier builds with the same cache_key, and log BuildKit-style
-// plain progress with a little colour. The result is an image tree stored under the build's image_ref.
+// plain progress with a little colour. The result is an image tree stored under the build's image_ref. Stage
+// trees hold files of the image's users, so everything that touches them goes through the root-fs
+// operations (app.fs); the unpacked context is the emulator's own.
 import { createHash } from 'node:crypto'
-import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises'
+import { mkdir, readFile, rm, stat } from 'node:fs/promises'
 import { constants as osConstants } from 'node:os'
 import { join, posix } from 'node:path'
 import { StringDecoder } from 'node:string_decoder'
-import { copyIntoRoot, CopyError, hashSources, looksLikeArchive, matchSources, type CopySource } from './build-copy.ts'
+import type { CopySource } from './build-copy.ts'
 import { LineSplitter, type BuildLog } from './build-log.ts'
 import type { BuildRecord } from './builds.ts'
 import { DockerfileError, keyValues, parseDockerfile, word, words, type Instruction, type Lookup } from './dockerfile.ts'
@@ -15,13 +17,15 @@ import { parseReference } from './image-ref.ts'
 import { DEFAULT_PATH, type ImageConfig, type ImageStore } from './image-store.ts'
 import { chainKey, type LayerCache } from './layer-cache.ts'
 import { resolveInRoot } from './root-path.ts'
+import type { TogetherFs } from './rootfs/client.ts'
+import { failureKind } from './rootfs/failure.ts'
 import type { RootRunner } from './run-in-root.ts'
 import { ContextError, extractContext } from './tar-reader.ts'
-import { copyTree, removeTree } from './tree.ts'
-import { resolveUser } from './users.ts'
+import type { Identity } from './users.ts'
 
 export interface BuilderDeps {
   images: ImageStore
+  fs: TogetherFs
   runner: RootRunner
   cache: LayerCache
   counters: { runStepsExecuted: number; stepsCached: number }
@@ -201,8 +205,7 @@ export async function runBuild(deps: BuilderDeps, build: BuildRecord): Promise<v
     exporting.line('exporting layers done')
     const imageRef = `${deps.repositoryPrefix}/${build.name}:${build.tag}`
     const dir = deps.images.allocateDir()
-    await mkdir(posix.dirname(dir), { recursive: true })
-    await rename(final.root, dir)
+    await deps.fs.call('moveTree', { from: final.root, to: dir })
     deps.images.put(imageRef, dir, final.config)
     exporting.line(`writing image sha256:${createHash('sha256').update(final.key).digest('hex')} done`)
     if (build.nydus) exporting.line('converting to nydus image done')
@@ -220,14 +223,15 @@ export async function runBuild(deps: BuilderDeps, build: BuildRecord): Promise<v
       build.error = stop.kind === 'cancelled' ? 'build cancelled' : stop.message
     } else {
       build.state = 'failed'
-      const message = error instanceof SolveError || error instanceof CopyError || error instanceof DockerfileError ? error.message : `emulator: ${(error as Error).message}`
+      const message =
+        error instanceof SolveError || error instanceof DockerfileError || failureKind(error) === 'build' ? (error as Error).message : `emulator: ${(error as Error).message}`
       build.error = `failed to solve: ${message}`
       progress.current?.error(message)
     }
     build.log.finish({ error: build.error as string })
   } finally {
     build.current = null
-    await rm(build.workDir, { recursive: true, force: true }).catch(() => undefined)
+    await deps.fs.call('removeTree', { path: build.workDir }).catch(() => undefined)
     await rm(build.contextFile, { force: true }).catch(() => undefined)
   }
 }
@@ -256,12 +260,12 @@ async function runStage(deps: BuilderDeps, build: BuildRecord, progress: Progres
   const earlier = inputs.named.get(inputs.baseText.toLowerCase())
   if (earlier !== undefined) {
     const base = inputs.results[earlier] as StageResult
-    await copyTree(base.root, root)
+    await deps.fs.call('copyTree', { from: base.root, to: root })
     config = structuredClone(base.config)
     key = chainKey('FROM', `stage:${base.key}`)
     progress.vertex(`${inputs.label(step, total)} FROM ${inputs.baseText}`).done()
   } else if (inputs.baseText === 'scratch') {
-    await mkdir(root, { mode: 0o755 })
+    await deps.fs.call('makeDirectory', { path: root, mode: 0o755 })
     config = { env: {}, workdir: '/', user: 'root' }
     key = chainKey('FROM', 'scratch')
   } else {
@@ -277,7 +281,7 @@ async function runStage(deps: BuilderDeps, build: BuildRecord, progress: Progres
     }
     metadata.done()
     const fromVertex = progress.vertex(`${inputs.label(step, total)} FROM ${reference.normalized}`)
-    await copyTree(image.dir, root)
+    await deps.fs.call('copyTree', { from: image.dir, to: root })
     fromVertex.done()
     config = structuredClone(image.config)
     key = chainKey('FROM', image.identity)
@@ -305,8 +309,8 @@ async function runStage(deps: BuilderDeps, build: BuildRecord, progress: Progres
       return
     }
     if (materialized !== treeKey) {
-      await removeTree(root)
-      await copyTree(deps.cache.get(build.cacheKey, treeKey) as string, root)
+      await deps.fs.call('removeTree', { path: root })
+      await deps.fs.call('copyTree', { from: deps.cache.get(build.cacheKey, treeKey) as string, to: root })
       materialized = treeKey
     }
     await execute(vertex)
@@ -348,8 +352,11 @@ async function runStage(deps: BuilderDeps, build: BuildRecord, progress: Progres
         workdir = posix.resolve(workdir, word(instruction.args, lookup, escape))
         key = chainKey(key, 'WORKDIR', workdir)
         const target = workdir
+        const owner = user
         await fsStep(title, key, async () => {
-          await resolveInRoot(root, target, { followLast: true, createDirs: true, createLast: true })
+          // As BuildKit does: the directories WORKDIR creates belong to the USER of that point.
+          const identity = await userOf(deps, root, owner)
+          await deps.fs.call('makeDirectories', { root, path: target, owner: { uid: identity.uid, gid: identity.gid } })
         })
         break
       }
@@ -403,10 +410,10 @@ async function runStage(deps: BuilderDeps, build: BuildRecord, progress: Progres
         if (instruction.keyword === 'ADD' && patterns.some((pattern) => /^[a-z][a-z0-9+.-]*:\/\//i.test(pattern))) {
           throw new SolveError(`ADD from a URL is not supported by the emulator (line ${instruction.line})`)
         }
-        const sources = await matchSources(base, patterns)
+        const sources = await deps.fs.call('matchCopySources', { base, patterns })
         if (instruction.keyword === 'ADD') {
           for (const source of sources) {
-            if (!source.isDir && (await looksLikeArchive(source.hostPath))) {
+            if (!source.isDir && (await deps.fs.call('looksLikeArchive', { path: source.hostPath }))) {
               throw new SolveError(`ADD of a local archive (${source.shown}) is not unpacked by the emulator (line ${instruction.line})`)
             }
           }
@@ -414,9 +421,9 @@ async function runStage(deps: BuilderDeps, build: BuildRecord, progress: Progres
         const chown = instruction.flags.get('chown')
         const chmod = instruction.flags.get('chmod')
         if (chmod !== undefined && !/^[0-7]{3,4}$/.test(chmod)) throw new SolveError(`invalid --chmod ${chmod} (line ${instruction.line})`)
-        key = chainKey(key, instruction.keyword, JSON.stringify(patterns), dest, chown ?? '', chmod ?? '', fromIdentity, await hashSources(sources))
+        key = chainKey(key, instruction.keyword, JSON.stringify(patterns), dest, chown ?? '', chmod ?? '', fromIdentity, await deps.fs.call('hashCopySources', { sources }))
         await fsStep(title, key, async () => {
-          await copyStep(root, sources, dest, chown === undefined ? undefined : word(chown, lookup, escape), chmod)
+          await copyStep(deps, root, sources, dest, chown === undefined ? undefined : word(chown, lookup, escape), chmod)
         })
         break
       }
@@ -428,23 +435,28 @@ async function runStage(deps: BuilderDeps, build: BuildRecord, progress: Progres
   }
 
   if (materialized !== treeKey) {
-    await removeTree(root)
-    await copyTree(deps.cache.get(build.cacheKey, treeKey) as string, root)
+    await deps.fs.call('removeTree', { path: root })
+    await deps.fs.call('copyTree', { from: deps.cache.get(build.cacheKey, treeKey) as string, to: root })
   }
   return { root, config: { env: Object.fromEntries(env), workdir, user }, key }
 }
 
-async function copyStep(root: string, sources: CopySource[], dest: string, chown: string | undefined, chmod: string | undefined): Promise<void> {
+/** `user[:group]` through the stage's own /etc/passwd and /etc/group; a name it does not know fails the build. */
+async function userOf(deps: BuilderDeps, root: string, spec: string): Promise<Identity> {
+  try {
+    return await deps.fs.call('resolveUser', { root, spec })
+  } catch (error) {
+    throw new SolveError((error as Error).message)
+  }
+}
+
+async function copyStep(deps: BuilderDeps, root: string, sources: CopySource[], dest: string, chown: string | undefined, chmod: string | undefined): Promise<void> {
   let owner: { uid: number; gid: number } | null = null
   if (chown !== undefined) {
-    try {
-      const identity = await resolveUser(root, chown)
-      owner = { uid: identity.uid, gid: identity.gid }
-    } catch (error) {
-      throw new SolveError((error as Error).message)
-    }
+    const identity = await userOf(deps, root, chown)
+    owner = { uid: identity.uid, gid: identity.gid }
   }
-  await copyIntoRoot(root, sources, dest, { owner, mode: chmod === undefined ? null : Number.parseInt(chmod, 8) })
+  await deps.fs.call('copyIntoRoot', { root, sources, dest, owner, mode: chmod === undefined ? null : Number.parseInt(chmod, 8) })
 }
 
 interface RunInputs {
@@ -455,13 +467,8 @@ interface RunInputs {
 }
 
 async function runStep(deps: BuilderDeps, build: BuildRecord, root: string, vertex: Vertex, run: RunInputs): Promise<void> {
-  let identity
-  try {
-    identity = await resolveUser(root, run.user)
-  } catch (error) {
-    throw new SolveError((error as Error).message)
-  }
-  await resolveInRoot(root, run.workdir, { followLast: true, createDirs: true, createLast: true })
+  const identity = await userOf(deps, root, run.user)
+  await deps.fs.call('makeDirectories', { root, path: run.workdir })
   const env = { HOME: identity.home, ...run.env }
   const proc = await deps.runner.runInRoot(root, {
     cwd: run.workdir,

@@ -117,13 +117,34 @@ describe('Together emulator builder: builds', () => {
 
   it('runs RUN as the USER of the Dockerfile and warns about unused build args', async () => {
     const { lines, terminal } = await build(
-      { Dockerfile: 'FROM busybox:latest\nUSER user\nRUN id -u\nUSER 0:0\nRUN id -u\n' },
+      { Dockerfile: 'FROM busybox:latest\nUSER app\nRUN id -u\nUSER 0:0\nRUN id -u\n' },
       { build_args: JSON.stringify({ UNUSED: 'x' }) },
     )
     expect(terminal).toEqual({ done: true })
     const ids = lines.filter((line) => /^#\d+ \d+\.\d{3} \d+$/.test(line)).map((line) => line.split(' ').at(-1))
-    expect(ids).toEqual(emu.sandboxed ? ['1000', '0'] : [String(process.getuid?.()), String(process.getuid?.())])
+    expect(ids).toEqual(['1000', '0'])
     expect(lines).toContain('[Warning] One or more build-args [UNUSED] were not consumed')
+  })
+
+  it('gives what it writes real owners: COPY --chown, WORKDIR made as the USER of that point, RUN as that user', async () => {
+    const { lines, terminal } = await build({
+      Dockerfile: [
+        'FROM busybox:latest',
+        'USER app',
+        'WORKDIR /home/app/work',
+        'RUN touch made-by-run',
+        'USER root',
+        'COPY --chown=app:app note.txt /srv/note.txt',
+        'COPY plain.txt /srv/plain.txt',
+        'RUN stat -c "%U:%G %a %n" /home/app/work /home/app/work/made-by-run /srv/note.txt /srv/plain.txt',
+        '',
+      ].join('\n'),
+      'note.txt': 'n\n',
+      'plain.txt': 'p\n',
+    })
+    expect(terminal).toEqual({ done: true })
+    const outputs = lines.filter((line) => /^#\d+ \d+\.\d{3} /.test(line)).map((line) => line.replace(/^#\d+ \S+ /, ''))
+    expect(outputs).toEqual(['app:app 755 /home/app/work', 'app:app 644 /home/app/work/made-by-run', 'app:app 644 /srv/note.txt', 'root:root 644 /srv/plain.txt'])
   })
 
   it('refuses instructions it does not know and ADD of a URL', async () => {

@@ -1,15 +1,20 @@
 // Images are directory trees under <dataDir>/images, stored by normalised reference: the builder's results,
-// seeded test images, and images pulled from a loopback OCI registry on first use. A tree never changes once
-// stored; storing a reference again points it at a new tree (as pushing a tag does).
+// catalogue images seeded from test-images.ts, and images pulled from a loopback OCI registry on first use,
+// each with what its OCI config says runs inherit (Env, WorkingDir, User). Trees are written through the
+// root-fs operations, so their owners are real. A tree never changes once stored; storing a reference again
+// points it at a new tree (as pushing a tag does).
 import { randomUUID } from 'node:crypto'
-import { chmod, mkdir, rename, rm, writeFile } from 'node:fs/promises'
-import { dirname, join, resolve } from 'node:path'
-import { applyLayer } from './layer-apply.ts'
+import { mkdir, rm, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { parseRegistryUrl, RegistryClient } from '../contree/registry-client.ts'
+import { STANDARD_PATH, type ImageRuntimeConfig } from '../oci-image.ts'
+import { buildTar, type TarFiles } from '../tar-writer.ts'
+import { testImageConfig, testImageTar, type TestImageName } from '../test-images.ts'
 import { parseReference } from './image-ref.ts'
+import type { TogetherFs } from './rootfs/client.ts'
 import type { SeedFile } from './types.ts'
 
-export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+export const DEFAULT_PATH = STANDARD_PATH
 
 /** What later steps and runs inherit from an image besides its files. */
 export interface ImageConfig {
@@ -28,18 +33,45 @@ export interface ImageRecord {
   createdAt: string
 }
 
+export interface SeedOptions {
+  /** A catalogue image (test-images.ts) as the first layer; its config is the image's. */
+  image?: TestImageName
+  /** Files on top (tar-writer shapes: a trailing '/' makes a directory; content, mode, uid, gid, symlinks). */
+  files?: Record<string, SeedFile>
+  /** Environment on top of the image's. */
+  env?: Record<string, string>
+}
+
 function isLoopback(registry: string): boolean {
   const host = registry.replace(/:\d+$/, '')
   return host === 'localhost' || host.startsWith('127.') || host === '[::1]'
 }
 
+/** An OCI image config's `config` as builds and runs use it (Docker's defaults where it says nothing). */
+export function imageConfigOf(config: ImageRuntimeConfig | Record<string, unknown> | null): ImageConfig {
+  const env: Record<string, string> = {}
+  const entries = Array.isArray(config?.['Env']) ? (config['Env'] as unknown[]) : []
+  for (const entry of entries) {
+    if (typeof entry !== 'string') continue
+    const equals = entry.indexOf('=')
+    if (equals > 0) env[entry.slice(0, equals)] = entry.slice(equals + 1)
+  }
+  const workdir = typeof config?.['WorkingDir'] === 'string' && config['WorkingDir'] !== '' ? config['WorkingDir'] : '/'
+  const user = typeof config?.['User'] === 'string' && config['User'] !== '' ? config['User'] : 'root'
+  return { env: { PATH: DEFAULT_PATH, ...env }, workdir, user }
+}
+
 export class ImageStore {
   private readonly root: string
+  private readonly scratch: string
+  private readonly fs: TogetherFs
   private readonly byRef = new Map<string, ImageRecord>()
   private readonly pulls = new Map<string, Promise<ImageRecord>>()
 
-  constructor(dataDir: string) {
+  constructor(dataDir: string, fs: TogetherFs) {
     this.root = join(dataDir, 'images')
+    this.scratch = join(dataDir, 'tmp')
+    this.fs = fs
   }
 
   /** A fresh directory path for a new tree (not created). */
@@ -84,41 +116,46 @@ export class ImageStore {
     const manifest = await client.pullManifest()
     const dir = this.allocateDir()
     const staging = `${dir}.pulling`
-    await mkdir(staging, { recursive: true, mode: 0o755 })
+    const blobs = join(this.scratch, `pull-${randomUUID()}`)
+    await this.fs.call('makeDirectory', { path: staging, mode: 0o755 })
+    await mkdir(blobs, { recursive: true })
     try {
       for (const [index, layer] of manifest.layers.entries()) {
-        const blob = join(staging + '.blobs', `layer-${index}`)
-        await mkdir(dirname(blob), { recursive: true })
+        const blob = join(blobs, `layer-${index}`)
         await client.downloadBlob(layer.digest, blob)
-        await applyLayer(staging, blob)
+        await this.fs.call('applyLayer', { root: staging, tarFile: blob })
+        await rm(blob, { force: true })
       }
-      await rename(staging, dir)
+      await this.fs.call('moveTree', { from: staging, to: dir })
     } finally {
-      await rm(staging + '.blobs', { recursive: true, force: true })
-      await rm(staging, { recursive: true, force: true })
+      await rm(blobs, { recursive: true, force: true })
+      await this.fs.call('removeTree', { path: staging })
     }
-    return this.put(normalized, dir, { env: { PATH: DEFAULT_PATH }, workdir: '/', user: 'root' })
+    return this.put(normalized, dir, imageConfigOf(manifest.config))
   }
 
-  async seed(text: string, files: Record<string, SeedFile>, env: Record<string, string> = {}): Promise<ImageRecord> {
+  /** A new image under `text`: a catalogue tree and/or files, unpacked like pulled layers (numeric owners). */
+  async seed(text: string, opts: SeedOptions = {}): Promise<ImageRecord> {
     const ref = parseReference(text)
     if (!ref) throw new Error(`seedImage: invalid reference ${text}`)
+    const layers: Uint8Array[] = []
+    if (opts.image) layers.push(testImageTar(opts.image))
+    if (opts.files && Object.keys(opts.files).length > 0) layers.push(buildTar(opts.files as TarFiles))
     const dir = this.allocateDir()
-    await mkdir(dir, { recursive: true, mode: 0o755 })
-    for (const [path, spec] of Object.entries(files)) {
-      const target = resolve(dir, '.' + (path.startsWith('/') ? path : '/' + path))
-      if (!target.startsWith(dir + '/')) throw new Error(`seed path escapes the image: ${path}`)
-      const content = typeof spec === 'string' || spec instanceof Uint8Array ? spec : spec.content
-      const mode = typeof spec === 'object' && !(spec instanceof Uint8Array) ? spec.mode : undefined
-      if (path.endsWith('/')) {
-        await mkdir(target, { recursive: true })
-      } else {
-        await mkdir(dirname(target), { recursive: true })
-        await writeFile(target, content)
+    await this.fs.call('makeDirectory', { path: dir, mode: 0o755 })
+    await mkdir(this.scratch, { recursive: true })
+    for (const [index, layer] of layers.entries()) {
+      const tarFile = join(this.scratch, `seed-${randomUUID()}.tar`)
+      await writeFile(tarFile, layer)
+      try {
+        // A files layer lists its parents as root 0755; they must not change the directories below them.
+        await this.fs.call('applyLayer', { root: dir, tarFile, keepDirectories: index > 0 })
+      } finally {
+        await rm(tarFile, { force: true })
       }
-      if (mode !== undefined) await chmod(target, mode)
     }
-    return this.put(ref.normalized, dir, { env: { PATH: DEFAULT_PATH, ...env }, workdir: '/', user: 'root' })
+    const config = imageConfigOf(opts.image ? testImageConfig(opts.image) : null)
+    return this.put(ref.normalized, dir, { ...config, env: { ...config.env, ...opts.env } })
   }
 
   all(): ImageRecord[] {

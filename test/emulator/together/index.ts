@@ -9,6 +9,7 @@ export type {
   FaultController,
   FaultRule,
   RecordedRequest,
+  SandboxMode,
   SandboxStatus,
   SandboxView,
   SeedFile,

@@ -1,16 +1,18 @@
 // Layer reuse across builds, grouped by `cache_key` as the builder documents it: a build only sees the
 // layers of builds that had the same cache key. Each entry is a copy of the root tree after a step, found by
-// the chained key of every step up to it.
+// the chained key of every step up to it (copied through the root-fs operations, owners and all).
 import { createHash } from 'node:crypto'
 import { join } from 'node:path'
-import { copyTree } from './tree.ts'
+import type { TogetherFs } from './rootfs/client.ts'
 
 export class LayerCache {
   private readonly dir: string
   private readonly entries = new Map<string, string>()
+  private readonly fs: TogetherFs
 
-  constructor(dataDir: string) {
+  constructor(dataDir: string, fs: TogetherFs) {
     this.dir = join(dataDir, 'layer-cache')
+    this.fs = fs
   }
 
   private id(cacheKey: string, stepKey: string): string {
@@ -26,7 +28,7 @@ export class LayerCache {
     const id = this.id(cacheKey, stepKey)
     if (this.entries.has(id)) return
     const dir = join(this.dir, id)
-    await copyTree(root, dir)
+    await this.fs.call('copyTree', { from: root, to: dir })
     this.entries.set(id, dir)
   }
 }

@@ -1,7 +1,8 @@
 // GET /api/v1/ports: the TCP ports the sandbox's own processes listen on, read from the kernel (a sandbox
-// shares the host's network here, so /proc/net/tcp{,6} is filtered by the sockets its processes hold).
+// shares the host's network here, so /proc/net/tcp{,6} is filtered by the sockets its processes hold). Their
+// /proc/<pid>/fd belongs to the sandbox's users, so this runs as the sandbox's root (rootfs/ops.ts).
 import { readdir, readFile, readlink } from 'node:fs/promises'
-import { membersOfGroups } from './run-in-root.ts'
+import { membersOfGroups } from './process-groups.ts'
 
 const LISTEN = '0A'
 
@@ -52,9 +53,9 @@ async function listeningSockets(file: string, v6: boolean): Promise<Map<string, 
   return sockets
 }
 
-export async function openPorts(groups: ReadonlySet<number>): Promise<Array<{ port: number; address: string }>> {
+export async function openPorts(groups: Iterable<number>): Promise<Array<{ port: number; address: string }>> {
   const inodes = new Set<string>()
-  for (const { pid } of membersOfGroups(groups)) {
+  for (const { pid } of membersOfGroups(new Set(groups))) {
     let fds: string[]
     try {
       fds = await readdir(`/proc/${pid}/fd`)

@@ -1,7 +1,7 @@
 // Paths inside a root filesystem resolved the way a process chrooted into it would see them: symlinks are
 // followed relative to the root (an absolute target restarts at the root, `..` stops at it), so an image's
 // `/bin -> usr/bin` works and nothing resolves to a host path outside the root.
-import { lstat, mkdir, readlink } from 'node:fs/promises'
+import { chmod, chown, lstat, mkdir, readlink } from 'node:fs/promises'
 import { join } from 'node:path'
 
 const MAX_SYMLINKS = 40
@@ -20,8 +20,10 @@ export interface ResolveOptions {
   /** Create missing directories on the way, the last component included when `createLast` (mkdir -p). */
   createDirs?: boolean
   createLast?: boolean
-  /** Mode of directories created (default 0o755). */
+  /** Mode of directories created (default 0o755, whatever the umask). */
   dirMode?: number
+  /** Owner of directories created (default: whoever runs this, root where owners are real). */
+  owner?: { uid: number; gid: number }
 }
 
 export interface Resolved {
@@ -40,6 +42,13 @@ async function lstatOrNull(path: string) {
   }
 }
 
+async function makeDirectory(hostPath: string, opts: ResolveOptions): Promise<void> {
+  await mkdir(hostPath)
+  // chown first: it would clear setgid bits a mode asks for.
+  if (opts.owner) await chown(hostPath, opts.owner.uid, opts.owner.gid)
+  await chmod(hostPath, opts.dirMode ?? 0o755)
+}
+
 export async function resolveInRoot(root: string, path: string, opts: ResolveOptions): Promise<Resolved> {
   const pending = path.split('/').filter((part) => part !== '' && part !== '.')
   const done: string[] = []
@@ -55,7 +64,7 @@ export async function resolveInRoot(root: string, path: string, opts: ResolveOpt
     const stat = await lstatOrNull(hostPath)
     if (!stat) {
       if (!isLast && !opts.createDirs) throw new RootPathError('ENOENT', '/' + [...done, part].join('/'))
-      if (!isLast || opts.createLast) await mkdir(hostPath, { mode: opts.dirMode ?? 0o755 })
+      if (!isLast || opts.createLast) await makeDirectory(hostPath, opts)
       if (isLast && !opts.createLast) return { hostPath, rootPath: '/' + [...done, part].join('/'), exists: false }
       done.push(part)
       continue

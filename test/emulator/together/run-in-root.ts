@@ -1,15 +1,17 @@
-// The one way this emulator runs a command: `runInRoot(root, spec)`. Today it sits on host-launcher.ts,
-// the ConTree emulator's former `launch`/`planMounts` (chroot in a private mount namespace when root, else
-// on the host with the cwd inside the root); the shared sandbox runner (contree/sandbox.ts) can replace the
-// body of this module without touching its callers.
-//
-// Host directories are bind-mounted into a root while something runs in it. A root that several processes
-// share (a sandbox) is held for its whole life, because removing a mount point from the host view would
-// detach it under a process that still runs; a build step's root is prepared and cleaned per command.
+// The one way this emulator runs a command: `runInRoot(root, spec)`, always in the ConTree emulator's strict
+// sandbox (contree/sandbox.ts): chrooted into the root, which holds nothing but the image (plus /dev bound
+// read-only and a fresh /proc), as the requested uid/gid, in the emulator's user namespace when it is not
+// root. A root nobody holds gets namespaces of its own for the one command, which end with it (a build's
+// RUN: whatever the step leaves running dies with it, as with a container). A root held with holdRoot (a
+// sandbox's) has one set of namespaces for its whole life, which every command enters
+// (sandbox-session.ts): its execs see each other, and what they leave running keeps running.
 import type { ChildProcess } from 'node:child_process'
-import { readdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import type { Readable, Writable } from 'node:stream'
-import { killGroup, launch, planMounts, probeSandbox, undoMounts, type MountPlan, type SandboxInfo } from './host-launcher.ts'
+import { killGroup, type Sandbox } from '../contree/sandbox.ts'
+import { membersOfGroups } from './process-groups.ts'
+import type { TogetherFs } from './rootfs/client.ts'
+import { prepareInit, SandboxSession } from './sandbox-session.ts'
 
 export interface RunSpec {
   /** Absolute path inside the root; must exist. */
@@ -38,83 +40,46 @@ export interface RunningCommand {
   stdin: Writable | null
   /** The main process exited (its pipes may still be held open by children). */
   exited: Promise<ExitStatus>
-  /** Every holder of the output pipes closed them, and the root's mounts for this process are undone. */
+  /** Every holder of the output pipes closed them, and a root prepared for this command alone is clean again. */
   closed: Promise<void>
   /** Kills the whole process group. */
   kill(): void
 }
 
 export interface RootRunner {
-  readonly sandboxed: boolean
-  /** Why commands are not isolated, when they are not. */
-  readonly reason: string | null
   runInRoot(root: string, spec: RunSpec): Promise<RunningCommand>
-  /** Keeps the root prepared until the returned release is called (a sandbox's lifetime). */
+  /** Gives the root its long-lived namespaces until the returned release is called (a sandbox's lifetime). */
   holdRoot(root: string): Promise<() => Promise<void>>
-  /** Non-zombie processes left in any process group this runner started. */
+  /** Non-zombie processes left in any process group of a command this runner started (a sandbox's init is not one). */
   processesAlive(): number
-  /** SIGKILL to every process group this runner started. */
+  /** SIGKILL to every process group this runner started, sandbox inits included. */
   killAll(): void
 }
 
-interface PreparedRoot {
-  users: number
-  plan: MountPlan | null
-}
-
-export async function createRootRunner(): Promise<RootRunner> {
-  const info: SandboxInfo = await probeSandbox()
-  const prepared = new Map<string, PreparedRoot>()
-  const queues = new Map<string, Promise<void>>()
+export async function createRootRunner(sandbox: Sandbox, fs: TogetherFs, dataDir: string): Promise<RootRunner> {
+  const initDir = join(dataDir, 'sandbox-init')
+  await prepareInit(initDir)
+  const sessions = new Map<string, SandboxSession>()
   const groups = new Set<number>()
+  // A sandbox's init is the VM, not something the client ran: counted nowhere, killed with the rest.
+  const inits = new Set<number>()
 
-  // Preparing and cleaning one root must not interleave (a clean-up racing a new plan would remove the
-  // mount points the plan relies on), so both go through one queue per root.
-  const serial = (root: string, work: () => Promise<void>): Promise<void> => {
-    const previous = queues.get(root) ?? Promise.resolve()
-    const next = previous.then(work, work)
-    queues.set(root, next.catch(() => undefined))
-    return next
-  }
-
-  const acquire = (root: string) =>
-    serial(root, async () => {
-      const entry = prepared.get(root)
-      if (entry) {
-        entry.users += 1
-        return
-      }
-      prepared.set(root, { users: 1, plan: info.sandboxed ? await planMounts(root) : null })
-    })
-
-  const release = (root: string) =>
-    serial(root, async () => {
-      const entry = prepared.get(root)
-      if (!entry) return
-      entry.users -= 1
-      if (entry.users > 0) return
-      prepared.delete(root)
-      if (entry.plan) await undoMounts(entry.plan)
-    })
-
-  const runInRoot = async (root: string, spec: RunSpec): Promise<RunningCommand> => {
-    await acquire(root)
-    let child: ChildProcess
+  /** A command in namespaces of its own; the root's missing mount points exist only while it runs. */
+  const runAlone = async (root: string, spec: RunSpec): Promise<{ child: ChildProcess; cleanUp: () => Promise<void> }> => {
+    const points = await fs.call('prepareMountPoints', { root, names: [...sandbox.mountPoints] })
+    const cleanUp = () => fs.call('removeMountPoints', { root, names: points.created })
     try {
-      child = launch(info, prepared.get(root)?.plan ?? null, {
-        root,
-        cwd: spec.cwd,
-        command: spec.command,
-        args: spec.args,
-        env: spec.env,
-        uid: spec.uid,
-        gid: spec.gid,
-        withStdin: spec.stdin,
-      })
+      const child = sandbox.launch({ root, cwd: spec.cwd, command: spec.command, args: spec.args, env: spec.env, uid: spec.uid, gid: spec.gid, mountPoints: points.usable, withStdin: spec.stdin })
+      return { child, cleanUp }
     } catch (error) {
-      await release(root)
+      await cleanUp()
       throw error
     }
+  }
+
+  const runInRoot = async (root: string, spec: RunSpec): Promise<RunningCommand> => {
+    const session = sessions.get(root)
+    const { child, cleanUp } = session ? { child: session.exec(spec), cleanUp: async () => undefined } : await runAlone(root, spec)
     const pid = child.pid
     if (pid) groups.add(pid)
     let startError: string | null = null
@@ -132,8 +97,8 @@ export async function createRootRunner(): Promise<RootRunner> {
       // A spawn failure emits 'error' and 'close' but no 'exit'.
       child.once('close', finish)
     })
-    // Only once the root is cleaned up again is it "closed": a build step copies it into the layer cache next.
-    const closed = new Promise<void>((resolve) => child.once('close', () => void release(root).then(resolve, resolve)))
+    // Only once the root is clean again is it "closed": a build step copies it into the layer cache next.
+    const closed = new Promise<void>((resolve) => child.once('close', () => void cleanUp().then(resolve, resolve)))
     return {
       pid,
       stdout: child.stdout as Readable,
@@ -146,16 +111,16 @@ export async function createRootRunner(): Promise<RootRunner> {
   }
 
   return {
-    sandboxed: info.sandboxed,
-    reason: info.reason,
     runInRoot,
     async holdRoot(root) {
-      await acquire(root)
-      let released = false
+      if (sessions.has(root)) throw new Error(`${root} is already held`)
+      const session = await SandboxSession.start(sandbox, fs, root, initDir)
+      sessions.set(root, session)
+      inits.add(session.pid)
       return async () => {
-        if (released) return
-        released = true
-        await release(root)
+        if (sessions.get(root) === session) sessions.delete(root)
+        await session.stop()
+        inits.delete(session.pid)
       }
     },
     processesAlive() {
@@ -167,31 +132,7 @@ export async function createRootRunner(): Promise<RootRunner> {
       return members.length
     },
     killAll() {
-      for (const pid of groups) killGroup(pid)
+      for (const pid of [...groups, ...inits]) killGroup(pid)
     },
   }
-}
-
-/** The non-zombie processes whose process group is one of `groups` (zombies await a reaper we do not control). */
-export function membersOfGroups(groups: ReadonlySet<number>): Array<{ pid: number; group: number }> {
-  const members: Array<{ pid: number; group: number }> = []
-  if (groups.size === 0) return members
-  let entries: string[]
-  try {
-    entries = readdirSync('/proc')
-  } catch {
-    return members
-  }
-  for (const entry of entries) {
-    if (!/^\d+$/.test(entry)) continue
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-      const group = Number(fields[2])
-      if (fields[0] !== 'Z' && groups.has(group)) members.push({ pid: Number(entry), group })
-    } catch {
-      // The process went away while we looked.
-    }
-  }
-  return members
 }

@@ -3,12 +3,10 @@
 // filesystem is a copy of its snapshot's image tree; terminating with a snapshot policy turns that root into
 // a new snapshot aliased `sandbox:<id>`, an ephemeral sandbox's root is deleted.
 import { randomBytes, randomUUID } from 'node:crypto'
-import { mkdir, rename } from 'node:fs/promises'
-import { dirname, join } from 'node:path'
+import { join } from 'node:path'
 import type { App } from './app.ts'
 import type { Exec } from './execs.ts'
 import type { SnapshotRecord } from './snapshots.ts'
-import { copyTree, removeTree, treeSize } from './tree.ts'
 import type { SandboxStatus, SandboxView } from './types.ts'
 
 export interface TerminationSnapshot {
@@ -34,7 +32,7 @@ export interface SandboxRecord {
   seq: number
   agentToken: string | null
   root: string | null
-  /** Ends the root's preparation for commands (held while the sandbox has a root). */
+  /** Ends the sandbox's namespaces and every process in them (held while the sandbox has a root). */
   releaseRoot: (() => Promise<void>) | null
   execs: Map<string, Exec>
   /** Process groups of its execs, for the ports scan and for killing everything at the end. */
@@ -116,10 +114,6 @@ export class SandboxTable {
       settledWaiters: [],
     }
     this.byId.set(record.id, record)
-    if (record.ttl !== null) {
-      record.ttlTimer = setTimeout(() => this.terminate(record, undefined, 'autoterminated'), record.ttl * 1000)
-      record.ttlTimer.unref()
-    }
     record.startTask = this.start(record, snapshot, fault)
     this.app.track(record.startTask)
     return record
@@ -142,16 +136,22 @@ export class SandboxTable {
     if (fault.failWith) return this.setStatus(record, 'failed_to_start', fault.failWith)
     const root = join(this.app.dataDir, 'sandboxes', record.id)
     try {
-      await copyTree(snapshot.dir, root)
-      record.root = root
+      await this.app.fs.call('copyTree', { from: snapshot.dir, to: root })
       record.releaseRoot = await this.app.runner.holdRoot(root)
+      record.root = root
     } catch {
+      await this.app.fs.call('removeTree', { path: root }).catch(() => undefined)
       return this.setStatus(record, 'failed_to_start', 'internal_error')
     }
     if (record.status !== 'starting') return
     record.agentToken = randomBytes(24).toString('base64url')
     record.startedAt = new Date().toISOString()
     this.setStatus(record, 'running', 'cold_started')
+    // The ttl is the sandbox's running time (from started_at), so a slow start does not eat it up.
+    if (record.ttl !== null) {
+      record.ttlTimer = setTimeout(() => this.terminate(record, undefined, 'autoterminated'), record.ttl * 1000)
+      record.ttlTimer.unref()
+    }
   }
 
   /**
@@ -178,7 +178,7 @@ export class SandboxTable {
     record.root = null
     if (root !== null) {
       if (policy) await this.snapshotRoot(record, root, policy)
-      else await removeTree(root)
+      else await this.app.fs.call('removeTree', { path: root })
     }
     record.terminatedAt = new Date().toISOString()
     this.setStatus(record, 'terminated', reason)
@@ -198,12 +198,11 @@ export class SandboxTable {
 
   private async snapshotRoot(record: SandboxRecord, root: string, policy: TerminationSnapshot): Promise<void> {
     const dir = this.app.images.allocateDir()
-    await mkdir(dirname(dir), { recursive: true })
-    await rename(root, dir)
+    await this.app.fs.call('moveTree', { from: root, to: dir })
     const snapshot = this.app.snapshots.create({
       image: `sandbox:${record.id}`,
       dir,
-      byteSize: await treeSize(dir),
+      byteSize: await this.app.fs.call('treeSize', { path: dir }),
       tags: { ...(policy.tags ?? {}) },
       ttl: policy.ttl ?? null,
       architecture: null,

@@ -7,6 +7,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { Sandbox, SandboxUnavailableError } from '../contree/sandbox.ts'
 import { AGENT_ROUTES } from './agent-routes.ts'
 import { API_ROUTES } from './api-routes.ts'
 import type { App, ResolvedOptions } from './app.ts'
@@ -18,7 +19,8 @@ import { namespaceOf } from './image-ref.ts'
 import { ImageStore } from './image-store.ts'
 import { LayerCache } from './layer-cache.ts'
 import { findRoute, type Route } from './routing.ts'
-import { createRootRunner } from './run-in-root.ts'
+import { TOGETHER_HELPER, togetherFs } from './rootfs/client.ts'
+import { createRootRunner, type RootRunner } from './run-in-root.ts'
 import { SandboxTable } from './sandboxes.ts'
 import { SnapshotTable } from './snapshots.ts'
 import type { BuildState, EmulatorCounts, FaultRule, RecordedRequest, SandboxStatus, Surface, TogetherEmulator, TogetherEmulatorOptions } from './types.ts'
@@ -28,16 +30,6 @@ const JSON_BODY_LIMIT = 1024 * 1024
 const AGENT_PREFIX = /^\/agents\/([^/]+)(?:\/|$)/
 const BUILD_STATES: BuildState[] = ['running', 'succeeded', 'failed', 'cancelled']
 const SANDBOX_STATUSES: SandboxStatus[] = ['starting', 'running', 'terminating', 'terminated', 'failed_to_start', 'recovering', 'unrecovered']
-
-/** The test image every emulator knows: an almost empty tree; the host's userland is mounted in to run commands. */
-const BUSYBOX_FILES = {
-  '/root/': { content: '', mode: 0o700 },
-  '/tmp/': { content: '', mode: 0o1777 },
-  '/home/user/': { content: '', mode: 0o755 },
-  '/etc/hostname': 'sandbox\n',
-  '/etc/passwd': 'root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n',
-  '/etc/group': 'root:x:0:\nuser:x:1000:\nnogroup:x:65534:\n',
-}
 
 function resolveOptions(options: TogetherEmulatorOptions): ResolvedOptions {
   return {
@@ -75,14 +67,31 @@ export async function startTogetherEmulator(options: TogetherEmulatorOptions = {
   const resolved = resolveOptions(options)
   const ownDataDir = options.dataDir === undefined
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'together-emulator-')))
-  const runner = await createRootRunner()
-  if (!runner.sandboxed) {
-    ;(options.log ?? console.warn)(
-      `together emulator: ${runner.reason}; commands run on the host with their cwd inside the sandbox root, so absolute paths are NOT isolated`,
-    )
+  // No sandbox, no emulator: a command that could see the host's tools would prove nothing.
+  let sandbox: Sandbox
+  try {
+    sandbox = await Sandbox.start(dataDir, TOGETHER_HELPER)
+  } catch (error) {
+    if (ownDataDir) await rm(dataDir, { recursive: true, force: true })
+    if (error instanceof SandboxUnavailableError) throw new SandboxUnavailableError(`together emulator (it runs commands in the ConTree emulator's sandbox): ${error.message}`)
+    throw error
   }
-  const images = new ImageStore(dataDir)
-  await images.seed('busybox:latest', BUSYBOX_FILES)
+  if (!sandbox.procMounted) (options.log ?? console.warn)('together emulator: this host does not allow a fresh /proc in the sandbox; commands run without /proc')
+  const fs = togetherFs(sandbox)
+  // Trees hold files of the images' users, which only the helper may remove (user-namespace mode).
+  const removeData = async () => {
+    if (ownDataDir) await fs.call('removeTree', { path: dataDir }).catch(() => undefined)
+    await sandbox.close()
+  }
+  let runner: RootRunner
+  const images = new ImageStore(dataDir, fs)
+  try {
+    runner = await createRootRunner(sandbox, fs, dataDir)
+    await images.seed('busybox:latest', { image: options.defaultImage ?? 'base' })
+  } catch (error) {
+    await removeData()
+    throw error
+  }
 
   const faults = new FaultRules()
   const requests: RecordedRequest[] = []
@@ -100,8 +109,9 @@ export async function startTogetherEmulator(options: TogetherEmulatorOptions = {
     options: resolved,
     dataDir,
     images,
+    fs,
     runner,
-    cache: new LayerCache(dataDir),
+    cache: new LayerCache(dataDir, fs),
     builds: new BuildTable(),
     snapshots: new SnapshotTable(resolved.projectId),
     counters: { runStepsExecuted: 0, stepsCached: 0 },
@@ -288,7 +298,7 @@ export async function startTogetherEmulator(options: TogetherEmulatorOptions = {
     builderUrl,
     agentsUrl,
     apiKey: resolved.apiKey,
-    sandboxed: runner.sandboxed,
+    sandboxMode: sandbox.mode,
     faults,
     requests,
     builds: () => app.builds.views(),
@@ -296,7 +306,8 @@ export async function startTogetherEmulator(options: TogetherEmulatorOptions = {
     sandboxes: () => app.sandboxes.views(),
     counts,
     async seedImage(opts) {
-      return (await images.seed(opts.ref, opts.files ?? {}, opts.env)).ref
+      const { ref, ...seed } = opts
+      return (await images.seed(ref, seed)).ref
     },
     reset() {
       requests.length = 0
@@ -324,7 +335,7 @@ export async function startTogetherEmulator(options: TogetherEmulatorOptions = {
       clearTimeout(timer)
       app.snapshots.stopTimers()
       runner.killAll()
-      if (ownDataDir) await rm(dataDir, { recursive: true, force: true })
+      await removeData()
     },
   }
   return emulator

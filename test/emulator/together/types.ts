@@ -1,5 +1,10 @@
 // Public types of the Together Sandbox emulator. Wire shapes follow shared/protocols/together-v1.md and the
 // OpenAPI documents of togethercomputer/together-sandbox (api-openapi.json, sandbox-openapi.json).
+import type { SandboxMode } from '../contree/sandbox.ts'
+import type { TarEntryInput } from '../tar-writer.ts'
+import type { TestImageName } from '../test-images.ts'
+
+export type { SandboxMode }
 
 export interface TogetherEmulatorOptions {
   /** Bearer token of the management API and the builder (default 'test-api-key'). */
@@ -24,7 +29,9 @@ export interface TogetherEmulatorOptions {
   registryHost?: string
   /** Where image trees, contexts and sandbox roots live; default a temp dir removed on close(). */
   dataDir?: string
-  /** Where the one start-up warning goes (default console.warn). */
+  /** The catalogue image (test-images.ts) seeded as `busybox:latest` (default 'base'). */
+  defaultImage?: TestImageName
+  /** Where the start-up warning goes when the host allows no /proc in the sandbox (default console.warn). */
   log?: (line: string) => void
 }
 
@@ -163,7 +170,8 @@ export interface EmulatorCounts {
   processesAlive: number
 }
 
-export type SeedFile = string | Uint8Array | { content: string | Uint8Array; mode?: number }
+/** A file of a seeded image, in tar-writer's shapes: content, mode, numeric uid/gid, directories, symlinks. */
+export type SeedFile = TarEntryInput
 
 export interface TogetherEmulator {
   /** Management API base, http://127.0.0.1:PORT (the client appends /v1, as TOGETHER_BASE_URL). */
@@ -173,8 +181,8 @@ export interface TogetherEmulator {
   /** Base under which every sandbox's agent lives: `${agentsUrl}/agents/<sandbox id>`. */
   agentsUrl: string
   apiKey: string
-  /** True when commands run chrooted in their own mount namespace (root + unshare). */
-  sandboxed: boolean
+  /** How commands are sandboxed: as root, or in a user namespace with a full id mapping (contree/README.md). */
+  sandboxMode: SandboxMode
   faults: FaultController
   requests: RecordedRequest[]
   builds(): BuildView[]
@@ -183,10 +191,11 @@ export interface TogetherEmulator {
   counts(): EmulatorCounts
   /**
    * Registers an image tree under a reference (`busybox:latest` is normalised to
-   * `docker.io/library/busybox:latest`) that FROM lines and snapshot creates can use. Returns the
-   * normalised reference.
+   * `docker.io/library/busybox:latest`) that FROM lines and snapshot creates can use: a catalogue image
+   * (test-images.ts, with its config) and/or files on top, and environment on top of the config's. Without
+   * `image` the tree holds only `files` (no shell, no tools). Returns the normalised reference.
    */
-  seedImage(opts: { ref: string; files?: Record<string, SeedFile>; env?: Record<string, string> }): Promise<string>
+  seedImage(opts: { ref: string; image?: TestImageName; files?: Record<string, SeedFile>; env?: Record<string, string> }): Promise<string>
   /** Clears recorded requests and fault rules; builds, snapshots and sandboxes stay. */
   reset(): void
   /** Cancels builds, terminates sandboxes, kills every process, closes the servers, removes temp dirs. */

@@ -1,8 +1,8 @@
 // `user[:group]` as Dockerfile USER, COPY --chown and the agent's exec `user` take it: numeric ids or names
-// resolved through the root's own /etc/passwd and /etc/group (the host's when the root has no /etc of its
-// own, because then the host's is what its processes see).
-import { readdir, readFile } from 'node:fs/promises'
-import { join } from 'node:path'
+// resolved through the root's own /etc/passwd and /etc/group, read as a process chrooted into it would (links
+// stay inside the root). An image without them knows no names but root; nothing comes from the host.
+import { readFile } from 'node:fs/promises'
+import { resolveInRoot } from './root-path.ts'
 
 export interface Identity {
   uid: number
@@ -11,16 +11,9 @@ export interface Identity {
 }
 
 async function rootEtc(root: string, name: string): Promise<string> {
-  const own = join(root, 'etc')
-  let entries: string[] = []
   try {
-    entries = await readdir(own)
-  } catch {
-    entries = []
-  }
-  const file = entries.length > 0 ? join(own, name) : join('/etc', name)
-  try {
-    return await readFile(file, 'utf8')
+    const file = await resolveInRoot(root, `/etc/${name}`, { followLast: true })
+    return file.exists ? await readFile(file.hostPath, 'utf8') : ''
   } catch {
     return ''
   }

@@ -56,9 +56,13 @@ export class RootFsHelper implements RootFs {
     this.stderr = stderr
   }
 
-  /** Starts the helper as `[...prefix, node, helper.ts]`; `prefix` is the `unshare` that makes the user namespace. */
-  static async start(prefix: readonly string[]): Promise<RootFsHelper> {
-    const argv = [...prefix, process.execPath, HELPER]
+  /**
+   * Starts the helper as `[...prefix, node, script]`; `prefix` is the `unshare` that makes the user namespace.
+   * `script` is helper.ts unless another emulator brings its own, which must answer every operation of
+   * ops.ts (and may answer more) over the same line protocol.
+   */
+  static async start(prefix: readonly string[], script: string = HELPER): Promise<RootFsHelper> {
+    const argv = [...prefix, process.execPath, script]
     const child = spawn(argv[0] as string, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin' } })
     let stderr = ''
     child.stderr?.setEncoding('utf8')
