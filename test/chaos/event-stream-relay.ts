@@ -180,8 +180,11 @@ export function relayEventStream(upstream: IncomingMessage, abortUpstream: () =>
       if (send(encoder.corruptStart()) && send(encoder.endWithoutTrailer())) finish('end')
       return
     }
+    // A cut or a stall counts its bytes from the very start of the body, gzip header included.
+    const countsBytes = first?.action.kind === 'cut' || first?.action.kind === 'stall'
+    if (first && countsBytes) strike(first)
     send(encoder.start())
-    if (first) strike(first)
+    if (first && !countsBytes) strike(first)
 
     const splitter = new FrameSplitter()
     source.on('data', (text: Buffer) => {
