@@ -42,6 +42,11 @@ export interface Exchange {
   end: 'pending' | 'answered' | 'dropped' | 'cut' | 'stream-ended' | 'stalled' | 'client-closed' | 'upstream-failed'
   /** Status the action was given in a complete answer. */
   answeredStatus?: number
+  /**
+   * performance.now() when the proxy began to tell the action how the request went (an answer, a
+   * drop, the first bytes of a cut answer): the action cannot act on the outcome before this.
+   */
+  answeredAt?: number
 }
 
 export interface ChaosProxy {
@@ -202,12 +207,14 @@ export async function startChaosProxy(options: ChaosProxyOptions): Promise<Chaos
     const action = rule?.action
 
     if (action?.kind === 'status') {
+      exchange.answeredAt = performance.now()
       socket.write(errorAnswer(action.status, action.retryAfter))
       exchange.end = 'answered'
       exchange.answeredStatus = action.status
       return true
     }
     if (action?.kind === 'drop') {
+      exchange.answeredAt = performance.now()
       socket.destroy()
       exchange.end = 'dropped'
       return false
@@ -219,6 +226,7 @@ export async function startChaosProxy(options: ChaosProxyOptions): Promise<Chaos
     try {
       res = await upstreamCall.response
     } catch {
+      exchange.answeredAt = performance.now()
       socket.destroy()
       exchange.end = 'upstream-failed'
       return false
@@ -231,6 +239,7 @@ export async function startChaosProxy(options: ChaosProxyOptions): Promise<Chaos
     }
 
     if (target === 'events' && res.statusCode === 200 && /text\/event-stream/.test(String(res.headers['content-type']))) {
+      exchange.answeredAt = performance.now()
       const end = await relayEventStream(res, upstreamCall.abort, socket, {
         delivery,
         take: (atStart) => {
@@ -252,6 +261,7 @@ export async function startChaosProxy(options: ChaosProxyOptions): Promise<Chaos
     try {
       body = await readAll(res)
     } catch {
+      exchange.answeredAt = performance.now()
       socket.destroy()
       exchange.end = 'upstream-failed'
       return false
@@ -271,10 +281,12 @@ export async function startChaosProxy(options: ChaosProxyOptions): Promise<Chaos
     if (action?.kind === 'cut-response') {
       const at = Math.min(action.atByte, answer.bytes.length - 1)
       exchange.effects.push(`answer cut after ${at} of its ${answer.bytes.length} bytes`)
+      exchange.answeredAt = performance.now()
       socket.write(answer.bytes.subarray(0, at), () => socket.destroy())
       exchange.end = 'cut'
       return false
     }
+    exchange.answeredAt = performance.now()
     socket.write(answer.bytes)
     exchange.end = 'answered'
     exchange.answeredStatus = res.statusCode

@@ -72,8 +72,9 @@ export function judge(record: RunRecord): Verdict {
     if (result.exitCode === 0) problems.push('the job was cancelled but the action exited 0')
     const acknowledgedAt = record.signal?.acknowledgedAt
     if (acknowledgedAt !== undefined) {
-      for (const post of exchanges.filter((exchange) => exchange.method === 'POST' && exchange.startedAt > acknowledgedAt)) {
-        problems.push(`POST ${post.path} sent after the action acknowledged the signal (exchange #${post.index})`)
+      for (const post of exchanges.filter((exchange) => exchange.method === 'POST')) {
+        const cause = decidedAfter(post, exchanges, acknowledgedAt)
+        if (cause) problems.push(`POST ${post.path} (#${post.index}) was sent after the signal: it follows #${cause.index}, whose outcome the action could only act on after it had acknowledged the signal`)
       }
     }
     for (const [id, state] of known) {
@@ -126,6 +127,37 @@ export function judge(record: RunRecord): Verdict {
     }
   }
   return { problems, kind, filledFromRecord, ...(difference !== undefined ? { difference } : {}) }
+}
+
+/**
+ * The request `post` waited for whose outcome reached the action only after the action had
+ * acknowledged the signal, if any: then the action decided to send `post` after the signal.
+ *
+ * When bytes leave the action cannot be told from when they reach the proxy (a request decided just
+ * before the signal may be written just after it), so this reasons from causes instead: a spawn is
+ * sent only once every request before it was answered (image lookup, file probes, uploads, refused
+ * spawns); an upload once its file's probe and its refused attempts were. An answer the proxy began
+ * after it saw the acknowledgement, or a refusal whose Retry-After (or the shortest ladder step)
+ * reaches past it, can only have been acted on after the signal.
+ */
+export function decidedAfter(post: Exchange, exchanges: readonly Exchange[], acknowledgedAt: number): Exchange | undefined {
+  const causes = exchanges.filter((exchange) => {
+    if (exchange.index >= post.index) return false
+    if (post.target === 'spawn') return ['inspect', 'file-probe', 'file-upload', 'spawn'].includes(exchange.target)
+    if (post.target === 'file-upload') {
+      return (exchange.target === 'file-probe' && exchange.path.endsWith(`/${post.bodySha256}`)) || (exchange.target === 'file-upload' && exchange.bodySha256 === post.bodySha256)
+    }
+    return false
+  })
+  return causes.find((cause) => cause.answeredAt !== undefined && cause.answeredAt + earliestReaction(cause) > acknowledgedAt)
+}
+
+/** The least time the action waits after an outcome before acting on it: a refused POST's retry delay. */
+function earliestReaction(exchange: Exchange): number {
+  const action = exchange.fault?.action
+  if (exchange.method !== 'POST' || action?.kind !== 'status' || !NOT_PROCESSED.has(action.status)) return 0
+  // Retry-After replaces the ladder, whose shortest step is 100 ms (src/http/retry.ts).
+  return action.retryAfter === undefined ? 100 : Number(action.retryAfter) * 1000
 }
 
 function knownOperations(saved: string | undefined): Map<string, string> {
