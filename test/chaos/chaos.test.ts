@@ -6,7 +6,7 @@
  *
  *   CHAOS_RUNS=200 CHAOS_PARALLEL=4   more runs (default 32, 4 at once)
  *   CHAOS_BASE_SEED=<n> | random      another campaign (default: a fixed base, so CI is reproducible)
- *   CHAOS_SEED=<n>                    replay one run, as printed by a failure
+ *   CHAOS_SEED=<n>[,<n>…]             replay runs, as printed by a failure
  *   CHAOS_VERBOSE=1                   print the story of passing runs too
  */
 import { expect, it } from 'vitest'
@@ -25,8 +25,11 @@ function positive(name: string, fallback: number): number {
 
 function settings(): { seeds: number[]; parallel: number; what: string } {
   const parallel = positive('CHAOS_PARALLEL', DEFAULT_PARALLEL)
-  const single = process.env.CHAOS_SEED
-  if (single !== undefined && single !== '') return { seeds: [Number(single) >>> 0], parallel, what: `seed ${Number(single) >>> 0}` }
+  const chosen = process.env.CHAOS_SEED
+  if (chosen !== undefined && chosen !== '') {
+    const seeds = chosen.split(',').map((seed) => Number(seed) >>> 0)
+    return { seeds, parallel, what: `seed${seeds.length > 1 ? 's' : ''} ${seeds.join(', ')}` }
+  }
   const runs = positive('CHAOS_RUNS', DEFAULT_RUNS)
   const baseSetting = process.env.CHAOS_BASE_SEED
   const base = baseSetting === 'random' ? Math.floor(Math.random() * 2 ** 32) : baseSetting ? Number(baseSetting) >>> 0 : DEFAULT_BASE_SEED
