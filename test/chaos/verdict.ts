@@ -160,10 +160,13 @@ function earliestReaction(exchange: Exchange): number {
   return action.retryAfter === undefined ? 100 : Number(action.retryAfter) * 1000
 }
 
+/** Operation id → state, from the step state the action saved (src/state.ts, LiveWork). */
 function knownOperations(saved: string | undefined): Map<string, string> {
   const known = new Map<string, string>()
   try {
-    for (const item of JSON.parse(saved ?? '[]') as { operationId: string; state: string }[]) known.set(item.operationId, item.state)
+    for (const item of JSON.parse(saved ?? '[]') as { kind?: string; id?: string; state: string }[]) {
+      if (item.kind === 'operation' && item.id !== undefined) known.set(item.id, item.state)
+    }
   } catch {
     // A missing or broken state shows up as operations the action did not know of.
   }
