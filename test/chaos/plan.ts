@@ -89,7 +89,9 @@ const TRANSIENT_STATUSES = [500, 502, 503, 504, 408, 410, 425, 429]
 const NOT_PROCESSED_STATUSES = [425, 429]
 
 /** How many faults of each target a run may have: a retried request gets ten attempts in all. */
-const LIMITS: Record<Target, number> = { inspect: 3, 'file-probe': 3, 'file-upload': 2, spawn: 2, events: 6, operation: 3, delete: 1 }
+const LIMITS: Record<Target, number> = { inspect: 3, 'file-probe': 3, 'file-upload': 2, spawn: 2, events: 6, operation: 3, delete: 3 }
+/** Attempts of a cancel (src/providers/contree/api.ts): this many DELETE faults make it fail for good. */
+const CANCEL_ATTEMPTS = 3
 
 function retryAfter(rng: Prng, allowSlow = true): { retryAfter?: '0' | '1' } {
   const roll = rng.next()
@@ -194,7 +196,12 @@ function drawFaults(rng: Prng, payload: Payload, withSignal: boolean): FaultRule
         rules.push({ target, action: uploadFault(rng) })
         break
       case 'delete':
-        rules.push({ target, action: deleteFault(rng) })
+        // Mostly one refusal the cancel rides out; sometimes every attempt fails, and the action
+        // must say so visibly and leave the operation to the post step.
+        if (used.delete === 1 && rng.chance(0.25)) {
+          for (let attempt = 0; attempt < CANCEL_ATTEMPTS; attempt++) rules.push({ target, action: deleteFault(rng) })
+          used.delete = CANCEL_ATTEMPTS
+        } else rules.push({ target, action: deleteFault(rng) })
         break
       default:
         rules.push({ target, action: readFault(rng) })

@@ -48,7 +48,8 @@ export function judge(record: RunRecord): Verdict {
   const signalled = record.signal !== undefined && (record.signal.acknowledgedAt !== undefined || result.exitCode !== 0)
 
   if (record.hung) problems.push(`the action was still running after the run deadline and was killed`)
-  for (const command of executedCommands(result.stdout)) {
+  const executed = executedCommands(result.stdout)
+  for (const command of executed) {
     if (!OWN_COMMANDS.test(command)) problems.push(`a workflow command the action did not mean to run: ${JSON.stringify(command.slice(0, 120))}`)
   }
   for (const line of swallowedCommands(result.stdout)) {
@@ -80,7 +81,12 @@ export function judge(record: RunRecord): Verdict {
     for (const [id, state] of known) {
       const count = deletesOf(id)
       const reached = count.filter((exchange) => exchange.forwarded).length
-      if (state === 'live') problems.push(`operation ${id} was still live in the saved state at exit`)
+      // Every DELETE refused or dropped: the action must say so where it is seen, and leave it live for the post step.
+      const cancelFailed = count.length > 0 && reached === 0 && count.every((exchange) => exchange.fault !== undefined)
+      if (state === 'live' && !cancelFailed) problems.push(`operation ${id} was still live in the saved state at exit, and its cancel did not fail`)
+      if (state === 'live' && cancelFailed && !executed.some((command) => command.startsWith(`::warning::Could not cancel run (operation ${id})`))) {
+        problems.push(`the failed cancel of operation ${id} was not reported as a visible warning`)
+      }
       if (state === 'cancel-requested' && reached !== 1) problems.push(`operation ${id}: ${reached} DELETE(s) reached the service, expected exactly 1`)
       if (state === 'done' && count.length !== 0) problems.push(`operation ${id} had finished, yet ${count.length} DELETE(s) were sent`)
       const injected = count.filter((exchange) => exchange.fault !== undefined).length
