@@ -36,6 +36,8 @@ export interface RunRecord {
   token: string
   plan: RunPlan
   result: ActionResult
+  /** Every value the action saved for its remote work, in order (the step state file keeps them all). */
+  savedWork: string[]
   exchanges: Exchange[]
   /** performance.now() when the run's clock started (the proxy listening, just before the action). */
   startedAt: number
@@ -122,6 +124,7 @@ export async function runOnce(seed: number, env: ChaosEnvironment): Promise<RunR
     // Let the acknowledgement's setImmediate run before anything reads it.
     await new Promise((resolve) => setImmediate(resolve))
 
+    const savedWork = savedValues(fs.readFileSync(path.join(runnerDir, 'state'), 'utf8'), 'remoteWork')
     const created = proxy.exchanges.flatMap((exchange) => (exchange.operationId === undefined ? [] : [exchange.operationId]))
     const { operations, settled } = await settle(env.emulator, created)
     return {
@@ -129,6 +132,7 @@ export async function runOnce(seed: number, env: ChaosEnvironment): Promise<RunR
       token: env.token,
       plan,
       result,
+      savedWork,
       exchanges: proxy.exchanges,
       startedAt: proxy.startedAt,
       ...(signal ? { signal } : {}),
@@ -141,6 +145,20 @@ export async function runOnce(seed: number, env: ChaosEnvironment): Promise<RunR
     await proxy.close()
     fs.rmSync(scratch, { recursive: true, force: true })
   }
+}
+
+/** All values written for `name` in a runner file-command file (`name<<delimiter` heredocs), in order. */
+function savedValues(text: string, name: string): string[] {
+  const values: string[] = []
+  const lines = text.split('\n')
+  for (let i = 0; i < lines.length; i++) {
+    const heredoc = new RegExp(`^${name}<<(.+)$`).exec(lines[i] as string)
+    if (!heredoc) continue
+    const value: string[] = []
+    for (i++; i < lines.length && lines[i] !== heredoc[1]; i++) value.push(lines[i] as string)
+    values.push(value.join('\n'))
+  }
+  return values
 }
 
 /** Waits (bounded) until every operation is terminal on the service; cancelling is asynchronous there. */

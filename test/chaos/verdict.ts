@@ -42,7 +42,7 @@ export function judge(record: RunRecord): Verdict {
   const forwardedSpawns = spawns.filter((exchange) => exchange.forwarded)
   const deletes = exchanges.filter((exchange) => exchange.target === 'delete')
   const deletesOf = (id: string) => deletes.filter((exchange) => exchange.path.endsWith(`/${id}`))
-  const known = knownOperations(result.state.remoteWork)
+  const known = knownOperations(record.savedWork)
   const fatal = fatalExchange(exchanges)
   // A signal counts once the action acknowledged it, or died of it before its handler existed.
   const signalled = record.signal !== undefined && (record.signal.acknowledgedAt !== undefined || result.exitCode !== 0)
@@ -78,17 +78,20 @@ export function judge(record: RunRecord): Verdict {
         if (cause) problems.push(`POST ${post.path} (#${post.index}) was sent after the signal: it follows #${cause.index}, whose outcome the action could only act on after it had acknowledged the signal`)
       }
     }
-    for (const [id, state] of known) {
+    for (const [id, states] of known) {
       const count = deletesOf(id)
       const reached = count.filter((exchange) => exchange.forwarded).length
+      const final = states.at(-1)
+      // The saved history tells whether the action asked for a cancel (it was live at the signal) or saw the end first.
+      const cancelRequested = states.includes('cancel-requested')
       // Every DELETE refused or dropped: the action must say so where it is seen, and leave it live for the post step.
       const cancelFailed = count.length > 0 && reached === 0 && count.every((exchange) => exchange.fault !== undefined)
-      if (state === 'live' && !cancelFailed) problems.push(`operation ${id} was still live in the saved state at exit, and its cancel did not fail`)
-      if (state === 'live' && cancelFailed && !executed.some((command) => command.startsWith(`::warning::Could not cancel run (operation ${id})`))) {
+      if (final === 'live' && !cancelFailed) problems.push(`operation ${id} was still live in the saved state at exit, and its cancel did not fail`)
+      if (final === 'live' && cancelFailed && !executed.some((command) => command.startsWith(`::warning::Could not cancel run (operation ${id})`))) {
         problems.push(`the failed cancel of operation ${id} was not reported as a visible warning`)
       }
-      if (state === 'cancel-requested' && reached !== 1) problems.push(`operation ${id}: ${reached} DELETE(s) reached the service, expected exactly 1`)
-      if (state === 'done' && count.length !== 0) problems.push(`operation ${id} had finished, yet ${count.length} DELETE(s) were sent`)
+      if (cancelRequested && !cancelFailed && reached !== 1) problems.push(`operation ${id}: ${reached} DELETE(s) reached the service, expected exactly 1`)
+      if (!cancelRequested && count.length !== 0) problems.push(`operation ${id} had finished before the signal, yet ${count.length} DELETE(s) were sent`)
       const injected = count.filter((exchange) => exchange.fault !== undefined).length
       if (count.length > reached + injected) problems.push(`operation ${id}: DELETE sent ${count.length} times for ${injected} injected failure(s)`)
     }
@@ -166,15 +169,20 @@ function earliestReaction(exchange: Exchange): number {
   return action.retryAfter === undefined ? 100 : Number(action.retryAfter) * 1000
 }
 
-/** Operation id → state, from the step state the action saved (src/state.ts, LiveWork). */
-function knownOperations(saved: string | undefined): Map<string, string> {
-  const known = new Map<string, string>()
-  try {
-    for (const item of JSON.parse(saved ?? '[]') as { kind?: string; id?: string; state: string }[]) {
-      if (item.kind === 'operation' && item.id !== undefined) known.set(item.id, item.state)
+/** Operation id → the states it went through, from every value of the step state the action saved (src/state.ts, LiveWork). */
+function knownOperations(saved: readonly string[]): Map<string, string[]> {
+  const known = new Map<string, string[]>()
+  for (const value of saved) {
+    try {
+      for (const item of JSON.parse(value) as { kind?: string; id?: string; state: string }[]) {
+        if (item.kind !== 'operation' || item.id === undefined) continue
+        const states = known.get(item.id) ?? []
+        if (states.at(-1) !== item.state) states.push(item.state)
+        known.set(item.id, states)
+      }
+    } catch {
+      // A broken value shows up as operations the action did not know of.
     }
-  } catch {
-    // A missing or broken state shows up as operations the action did not know of.
   }
   return known
 }
