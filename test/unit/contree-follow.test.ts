@@ -601,6 +601,32 @@ describe('watchOperation', () => {
     expect(sink.mostQueued).toBeLessThanOrEqual(SlowLog.CAPACITY + 64 * 1024)
   })
 
+  it('stops waiting for a full log when the job is cancelled', async () => {
+    // A log reader that never takes more: on SIGINT the run's group must still end promptly, or the
+    // cancel's warning would be printed inside its stop-commands window, where the runner ignores it.
+    const fake = await startFake({
+      statuses: ['EXECUTING'],
+      events: [
+        async (s) => {
+          for (const e of [ev(0, 'init'), ev(1, 'spawn'), out(2, 'first\n'), out(3, 'second\n')]) await s.frame(e)
+          s.hang()
+        },
+      ],
+    })
+    const controller = new AbortController()
+    const stuck = new (class extends Sink {
+      override write(stream: 'stdout' | 'stderr', chunk: Uint8Array): void {
+        super.write(stream, chunk)
+        controller.abort(new Error('cancelled by SIGINT'))
+      }
+      ready(): Promise<void> {
+        return new Promise(() => undefined)
+      }
+    })()
+    await expect(watchOperation(fake.api, OP, stuck, { signal: controller.signal })).rejects.toThrow('cancelled by SIGINT')
+    expect(stuck.text('stdout').toString()).toBe('first\n')
+  })
+
   it('takes the outcome from the record after the polling fallback, with the older exit code field', async () => {
     const fake = await startFake({
       statuses: ['EXECUTING', 'FAILED'],

@@ -61,7 +61,7 @@ export async function watchOperation(api: FollowApi, id: string, sink: OutputSin
           sink.write(stream, bytes)
           // Read no further than the log can take: memory stays flat however fast the service sends.
           const full = sink.ready?.()
-          if (full) await full
+          if (full) await unlessAborted(full, opts.signal)
         }
         break
       }
@@ -98,7 +98,7 @@ export async function watchOperation(api: FollowApi, id: string, sink: OutputSin
   // Without a completion frame the stream may have stopped short (its retained log could not be read
   // to the end): whatever the service captured beyond what was streamed is written from the record.
   if (record !== undefined && (!streamed || (completion === undefined && !synthetic))) {
-    const filled = await writeCaptured(record, sink, written)
+    const filled = await writeCaptured(record, sink, written, opts.signal)
     if (streamed && filled > 0) {
       const notice = `The end of the output could not be read from the event stream; the last ${filled} byte(s) were taken from the operation record (stdout and stderr may be out of order there).`
       sink.note?.(notice)
@@ -115,7 +115,12 @@ export async function watchOperation(api: FollowApi, id: string, sink: OutputSin
  * the missing end when the stream stopped short. The output is never silently lost. Returns the
  * number of bytes written, in slices that wait for the log.
  */
-async function writeCaptured(record: OperationResponse, sink: OutputSink, written: { stdout: number; stderr: number }): Promise<number> {
+async function writeCaptured(
+  record: OperationResponse,
+  sink: OutputSink,
+  written: { stdout: number; stderr: number },
+  signal: AbortSignal | undefined,
+): Promise<number> {
   const result = record.metadata?.result
   let filled = 0
   for (const stream of ['stdout', 'stderr'] as const) {
@@ -128,10 +133,34 @@ async function writeCaptured(record: OperationResponse, sink: OutputSink, writte
       written[stream] += slice.byteLength
       filled += slice.byteLength
       const full = sink.ready?.()
-      if (full) await full
+      if (full) await unlessAborted(full, signal)
     }
   }
   return filled
+}
+
+/**
+ * Waits for a full log to take more, but not past the job's cancellation: a stuck log reader must not
+ * hold the run's group (and its stop-commands window) open while the cancel prints its outcome, which
+ * the runner would ignore inside the window.
+ */
+function unlessAborted(wait: Promise<void>, signal: AbortSignal | undefined): Promise<void> {
+  if (signal === undefined) return wait
+  signal.throwIfAborted()
+  return new Promise((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason)
+    signal.addEventListener('abort', onAbort, { once: true })
+    void wait.then(
+      () => {
+        signal.removeEventListener('abort', onAbort)
+        resolve()
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort)
+        reject(error)
+      },
+    )
+  })
 }
 
 /** The visible line for a `truncated` event: the service stopped capturing a stream at its cap. */
