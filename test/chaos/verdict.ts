@@ -95,7 +95,9 @@ export function judge(record: RunRecord): Verdict {
       const injected = count.filter((exchange) => exchange.fault !== undefined).length
       if (count.length > reached + injected) problems.push(`operation ${id}: DELETE sent ${count.length} times for ${injected} injected failure(s)`)
     }
-    const remote = printed === undefined ? undefined : withoutCancellationLines(printed)
+    // The action's own lines come out before the action's line cuts are joined: they can fall between
+    // the pieces of a cut remote line (seeds 234, 9004), which is reported as a bug of its own.
+    const remote = printedText(withoutCancellationLines(result.stdout))
     if (remote !== undefined && !isPrefixOfPayload(remote, payload)) {
       difference = firstDifference(payload, remote)
       problems.push(`the printed text is not a prefix of the payload: ${difference}`)
@@ -208,7 +210,9 @@ export function swallowedCommands(stdout: string): string[] {
 
 /**
  * The action's own plain lines that a signal prints while the run's window is open (the handler does
- * not know about groups): they are not remote text, so they are left out before comparing.
+ * not know about groups): they are not remote text, so they are left out before comparing. Known bug,
+ * left to the log writer's owner: such a line can land between the pieces of a remote line the action
+ * cut (after a piece ending in the continuation marker), splitting that line for a reader.
  */
 const CANCELLATION_LINE = /^(Received SIG(INT|TERM)\b.*|Cancelled \S+ \(operation [0-9a-f-]+\): .*)\n/gm
 
