@@ -73,7 +73,8 @@ export async function run(deps: MainDeps = { exit: (code) => void exitAfterFlush
   }
   flushDebug()
   // A signal that arrived after the work finished still means the job was cancelled: never report success.
-  if (cancellation.signal) {
+  const signalledBeforeReport = cancellation.signal !== undefined
+  if (signalledBeforeReport) {
     await cancellation.settled()
     recordCancelled(registry.all(), report)
     core.setFailed(`The job was cancelled (${cancellation.signal}); remote work still running was cancelled.`)
@@ -91,6 +92,12 @@ export async function run(deps: MainDeps = { exit: (code) => void exitAfterFlush
     await tryWriteSummary(inputs, report)
   }
   cancellation.dispose()
+  // The summary write above awaits, and a signal may land there; after dispose() the default
+  // handler ends the process with the signal itself, so this is the last gap to close.
+  if (!signalledBeforeReport && !failure && cancellation.signal) {
+    await cancellation.settled()
+    core.setFailed(`The job was cancelled (${cancellation.signal}) as the step was finishing.`)
+  }
 }
 
 /** Outputs and summary rows for work a signal cut short, so later steps see what happened. */

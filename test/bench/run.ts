@@ -5,18 +5,20 @@
  *
  * Groups: startup (process start → first request, bundle size), sigint (SIGINT → DELETE),
  * stream (throughput vs a raw read), rss (peak memory at 50/100/200 MB), build (cold/warm/one-file
- * rebuild), hash (context hashing vs sha256sum).
+ * rebuild), hash (context hashing vs sha256sum), chaos (200 seeded runs with random faults and signals,
+ * checked exactly; see test/bench/chaos.ts for its settings).
  */
 import { existsSync } from 'node:fs'
 import { BUNDLE } from '../helpers/run-action.ts'
 import { buildFigures } from './build.ts'
+import { chaosCampaign } from './chaos.ts'
 import { contextHashing } from './hashing.ts'
 import { emitError, progress } from './report.ts'
 import { sigintLatency } from './sigint.ts'
 import { bundleSize, startupLatency } from './startup.ts'
 import { streamMemory, streamThroughput } from './stream.ts'
 
-const GROUPS = ['startup', 'sigint', 'stream', 'rss', 'build', 'hash'] as const
+const GROUPS = ['startup', 'sigint', 'stream', 'rss', 'build', 'hash', 'chaos'] as const
 type Group = (typeof GROUPS)[number]
 
 function selectedGroups(args: readonly string[]): Set<Group> {
@@ -46,6 +48,7 @@ if (!existsSync(BUNDLE)) {
   if (groups.has('rss')) await streamMemory()
   if (groups.has('build')) await buildFigures({ hashing: groups.has('hash') })
   else if (groups.has('hash')) await contextHashing()
+  if (groups.has('chaos')) await chaosCampaign(200)
 }
 
 progress(`done in ${Math.round((Date.now() - started) / 1000)} s`)

@@ -3,6 +3,7 @@
  * the bundled action against the ConTree emulator (and a reverse proxy where the emulator cannot stage
  * a situation itself: a spawn answered only after SIGINT, two accounts on one endpoint).
  */
+import { execFileSync } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
@@ -188,6 +189,27 @@ describe('SIGINT while a create request is in flight', () => {
     } finally {
       await proxy.close()
     }
+  })
+})
+
+describe('SIGINT after the work finished', () => {
+  it('still fails the step when it arrives while the summary is being written', async () => {
+    // The summary file is a FIFO: the action's write waits until the test reads it, which holds the
+    // action at its very last await (found by the chaos test, seed 1013).
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'late-signal-'))
+    const summary = path.join(dir, 'summary')
+    execFileSync('mkfifo', [summary])
+    const action = startAction({ inputs: inputs({ run: 'echo done-$((40+2))' }), env: { GITHUB_STEP_SUMMARY: summary } })
+    await action.waitForStdout(/✓ run: exit code 0/)
+    action.child.kill('SIGINT')
+    await action.waitForStdout(/Received SIGINT/)
+    const reader = fs.createReadStream(summary)
+    reader.resume()
+    const result = await action.done
+    reader.destroy()
+    expect(result.exitCode, result.stdout).not.toBe(0)
+    expect(result.stdout).toMatch(/::error::The job was cancelled \(SIGINT\)/)
+    expect(deletesOf(newOperations()[0]?.uuid as string)).toHaveLength(0)
   })
 })
 

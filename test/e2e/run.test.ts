@@ -10,6 +10,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { startContreeEmulator } from '../emulator/contree/index.ts'
 import type { ContreeEmulator, FaultRule } from '../emulator/contree/types.ts'
 import { eventually } from '../helpers/wait.ts'
+import { printedText } from '../helpers/printed-text.ts'
 import { executedCommands, runAction, runPost, startAction, type ActionResult } from '../helpers/run-action.ts'
 
 const TOKEN = 'tok-e2e-Zq8v1sB7'
@@ -214,7 +215,7 @@ describe('streaming through faults', () => {
     })
     expect(result.exitCode, result.stderr).toBe(0)
     // What a reader of the log sees, with the action's own line cuts joined again, is what was sent.
-    const printed = printedText(result.stdout)
+    const printed = printedText(result.stdout) ?? ''
     expect(printed.length).toBe(payload.toString('utf8').length)
     expect(printed === payload.toString('utf8'), 'printed text differs from the payload').toBe(true)
     // The action's own tally agrees (it is a debug aid, not the proof).
@@ -240,24 +241,6 @@ function textPayload(size: number): Buffer {
     bytes += Buffer.byteLength(line) + 1
   }
   return Buffer.from(parts.join(''), 'utf8')
-}
-
-/**
- * The remote text a reader of the log sees in the run's stop-commands window, with the action's own
- * marks undone: a piece ending in the continuation marker is joined to the next one.
- */
-function printedText(stdout: string): string {
-  const body = groupBody(stdout, /::group::Run: /)
-  const lines = body.split('\n')
-  const open = lines.findIndex((line) => line.startsWith('::stop-commands::'))
-  const token = lines[open]?.slice('::stop-commands::'.length)
-  const close = lines.indexOf(`::${token}::`, open + 1)
-  const text: string[] = []
-  for (const line of lines.slice(open + 1, close === -1 ? undefined : close)) {
-    if (line.endsWith(' ↩')) text.push(line.slice(0, -2))
-    else text.push(line, '\n')
-  }
-  return text.join('')
 }
 
 describe('a slow reader of the log', () => {

@@ -509,6 +509,27 @@ class Sink {
   }
 }
 
+/** A log whose reader takes its time: full past CAPACITY queued bytes, drained a turn of the event loop later. */
+class SlowLog extends Sink {
+  static readonly CAPACITY = 256 * 1024
+  queued = 0
+  mostQueued = 0
+  override write(stream: 'stdout' | 'stderr', chunk: Uint8Array): void {
+    super.write(stream, chunk)
+    this.queued += chunk.byteLength
+    this.mostQueued = Math.max(this.mostQueued, this.queued)
+  }
+  ready(): Promise<void> | undefined {
+    if (this.queued < SlowLog.CAPACITY) return undefined
+    return new Promise((resolve) =>
+      setImmediate(() => {
+        this.queued = 0
+        resolve()
+      }),
+    )
+  }
+}
+
 describe('watchOperation', () => {
   const binary = Uint8Array.from([0, 255, 254, 0xe2, 0x82, 10, 13, 7])
 
@@ -559,6 +580,51 @@ describe('watchOperation', () => {
     expect(sink.text('stderr').toString()).toBe('oops\n')
     expect(outcome.exitCode).toBe(0)
     expect(fake.log).toEqual(['events follow', 'get'])
+  })
+
+  it('writes a large record a slice at a time, waiting for the log in between', async () => {
+    // Found by the chaos test (seed 1077): megabytes from the record queued at once for a slow log
+    // reader were still queued when the process ended, and the end of the output was lost.
+    const captured = Buffer.alloc(3 * 1024 * 1024, 'record text\n')
+    const fake = await startFake({
+      record: { status: 'SUCCESS', metadata: { command: 'x', image: 'i', result: { state: { exit_code: 0 }, stdout: { value: captured.toString('base64'), encoding: 'base64' } } } },
+      events: [
+        async (s) => {
+          for (const e of [ev(0, 'init'), exit(1, 0), done(2)]) await s.frame(e)
+          s.end()
+        },
+      ],
+    })
+    const sink = new SlowLog()
+    await watchOperation(fake.api, OP, sink)
+    expect(sink.text('stdout').equals(captured)).toBe(true)
+    expect(sink.mostQueued).toBeLessThanOrEqual(SlowLog.CAPACITY + 64 * 1024)
+  })
+
+  it('stops waiting for a full log when the job is cancelled', async () => {
+    // A log reader that never takes more: on SIGINT the run's group must still end promptly, or the
+    // cancel's warning would be printed inside its stop-commands window, where the runner ignores it.
+    const fake = await startFake({
+      statuses: ['EXECUTING'],
+      events: [
+        async (s) => {
+          for (const e of [ev(0, 'init'), ev(1, 'spawn'), out(2, 'first\n'), out(3, 'second\n')]) await s.frame(e)
+          s.hang()
+        },
+      ],
+    })
+    const controller = new AbortController()
+    const stuck = new (class extends Sink {
+      override write(stream: 'stdout' | 'stderr', chunk: Uint8Array): void {
+        super.write(stream, chunk)
+        controller.abort(new Error('cancelled by SIGINT'))
+      }
+      ready(): Promise<void> {
+        return new Promise(() => undefined)
+      }
+    })()
+    await expect(watchOperation(fake.api, OP, stuck, { signal: controller.signal })).rejects.toThrow('cancelled by SIGINT')
+    expect(stuck.text('stdout').toString()).toBe('first\n')
   })
 
   it('takes the outcome from the record after the polling fallback, with the older exit code field', async () => {

@@ -21,6 +21,12 @@ export interface WatchOptions {
 }
 
 const MAIN_SPID = 1
+/**
+ * Output taken from the operation record is written this much at a time, waiting for the log in
+ * between as the stream path does: a record can hold megabytes, and whatever is still queued for a
+ * slow log reader when the process ends is lost.
+ */
+const RECORD_SLICE_BYTES = 64 * 1024
 
 export async function watchOperation(api: FollowApi, id: string, sink: OutputSink, opts: WatchOptions = {}): Promise<OperationOutcome> {
   let streamed = false
@@ -55,7 +61,7 @@ export async function watchOperation(api: FollowApi, id: string, sink: OutputSin
           sink.write(stream, bytes)
           // Read no further than the log can take: memory stays flat however fast the service sends.
           const full = sink.ready?.()
-          if (full) await full
+          if (full) await unlessAborted(full, opts.signal)
         }
         break
       }
@@ -92,7 +98,7 @@ export async function watchOperation(api: FollowApi, id: string, sink: OutputSin
   // Without a completion frame the stream may have stopped short (its retained log could not be read
   // to the end): whatever the service captured beyond what was streamed is written from the record.
   if (record !== undefined && (!streamed || (completion === undefined && !synthetic))) {
-    const filled = writeCaptured(record, sink, written)
+    const filled = await writeCaptured(record, sink, written, opts.signal)
     if (streamed && filled > 0) {
       const notice = `The end of the output could not be read from the event stream; the last ${filled} byte(s) were taken from the operation record (stdout and stderr may be out of order there).`
       sink.note?.(notice)
@@ -107,22 +113,54 @@ export async function watchOperation(api: FollowApi, id: string, sink: OutputSin
 /**
  * Output the service captured, past what was already written: all of it when nothing was streamed,
  * the missing end when the stream stopped short. The output is never silently lost. Returns the
- * number of bytes written.
+ * number of bytes written, in slices that wait for the log.
  */
-function writeCaptured(record: OperationResponse, sink: OutputSink, written: { stdout: number; stderr: number }): number {
+async function writeCaptured(
+  record: OperationResponse,
+  sink: OutputSink,
+  written: { stdout: number; stderr: number },
+  signal: AbortSignal | undefined,
+): Promise<number> {
   const result = record.metadata?.result
   let filled = 0
   for (const stream of ['stdout', 'stderr'] as const) {
     const repr = result?.[stream]
     if (repr === undefined || repr === null) continue
     const bytes = decodeStream(repr)
-    if (bytes.byteLength <= written[stream]) continue
-    const missing = bytes.subarray(written[stream])
-    sink.write(stream, missing)
-    written[stream] += missing.byteLength
-    filled += missing.byteLength
+    while (bytes.byteLength > written[stream]) {
+      const slice = bytes.subarray(written[stream], written[stream] + RECORD_SLICE_BYTES)
+      sink.write(stream, slice)
+      written[stream] += slice.byteLength
+      filled += slice.byteLength
+      const full = sink.ready?.()
+      if (full) await unlessAborted(full, signal)
+    }
   }
   return filled
+}
+
+/**
+ * Waits for a full log to take more, but not past the job's cancellation: a stuck log reader must not
+ * hold the run's group (and its stop-commands window) open while the cancel prints its outcome, which
+ * the runner would ignore inside the window.
+ */
+function unlessAborted(wait: Promise<void>, signal: AbortSignal | undefined): Promise<void> {
+  if (signal === undefined) return wait
+  signal.throwIfAborted()
+  return new Promise((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason)
+    signal.addEventListener('abort', onAbort, { once: true })
+    void wait.then(
+      () => {
+        signal.removeEventListener('abort', onAbort)
+        resolve()
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort)
+        reject(error)
+      },
+    )
+  })
 }
 
 /** The visible line for a `truncated` event: the service stopped capturing a stream at its cap. */
