@@ -147,3 +147,8 @@ export function parseShardCount(value: string): number {
 export function parseMaxParallel(value: string): number {
   return parseWholeNumber('max-parallel', value, 1, MAX_PARALLEL, 'a number of runs at once')
 }
+
+/** The command as the user wrote it: a shell expression, or the argv of `shell: false`. */
+export function displayCommand(task: FanoutTask): string {
+  return task.shell ? task.command : JSON.stringify([task.command, ...(task.args ?? [])])
+}

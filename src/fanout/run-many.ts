@@ -27,8 +27,8 @@ import { say, warn } from '../output/say.ts'
 import type { OperationOutcome, OutputSink } from '../providers/types.ts'
 import { BufferedSink, MemoryBudget } from './buffered-sink.ts'
 import { GroupQueue } from './group-queue.ts'
-import type { FanoutTask } from './plan.ts'
-import { classifyRun, notStarted, stopWords, type Settled, type StopReason, type TaskResult } from './task-result.ts'
+import { displayCommand, type FanoutTask } from './plan.ts'
+import { classifyRun, countResults, notStarted, stopWords, type FanoutCounts, type Settled, type StopReason, type TaskResult } from './task-result.ts'
 
 /** The runner's limit of annotations of one type per step (ExecutionContext `_maxCountPerIssueType`). */
 const RUNNER_ANNOTATIONS_PER_TYPE = 10
@@ -100,14 +100,6 @@ export interface RunManyOptions<T extends FanoutTask> {
   progressIntervalMs?: number
   clock?: FanoutClock
   printer?: FanoutPrinter
-}
-
-export interface FanoutCounts {
-  total: number
-  succeeded: number
-  failed: number
-  cancelled: number
-  notStarted: number
 }
 
 export interface RunManyResult<T extends FanoutTask> {
@@ -235,11 +227,6 @@ export async function runMany<T extends FanoutTask>(options: RunManyOptions<T>):
   return { results: all, stoppedBy: stoppedBy ?? null, counts, failure: failureMessage(all, counts, stoppedBy) }
 }
 
-function countResults(results: readonly TaskResult[]): FanoutCounts {
-  const count = (state: TaskResult['state']): number => results.filter((result) => result.state === state).length
-  return { total: results.length, succeeded: count('succeeded'), failed: count('failed'), cancelled: count('cancelled'), notStarted: count('not-started') }
-}
-
 /** How many failed runs the step's error names before "and N more". */
 const NAMED_FAILURES = 3
 
@@ -262,9 +249,4 @@ function runStatusLine(result: TaskResult, judging: JudgeOptions): string {
   if (result.state === 'cancelled') return `⊘ ${result.task.label}: ${result.words}${duration}${operation}`
   if (result.outcome !== null) return statusLine(result.outcome, result.task.label, formatDuration(result.outcome.durationMs), judging)
   return `✗ ${result.task.label}: ${result.words}${duration}${operation}`
-}
-
-/** The command as the user wrote it: a shell expression, or the argv of `shell: false`. */
-export function displayCommand(task: FanoutTask): string {
-  return task.shell ? task.command : JSON.stringify([task.command, ...(task.args ?? [])])
 }

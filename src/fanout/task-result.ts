@@ -30,6 +30,14 @@ export interface TaskResult<T extends FanoutTask = FanoutTask> {
   durationMs: number | null
 }
 
+export interface FanoutCounts {
+  total: number
+  succeeded: number
+  failed: number
+  cancelled: number
+  notStarted: number
+}
+
 export type Settled = { outcome: OperationOutcome } | { error: unknown }
 
 export interface ClassifyContext {
@@ -81,4 +89,9 @@ export function notStarted<T extends FanoutTask>(task: T, stoppedBy: StopReason 
     exitCode: null,
     durationMs: null,
   }
+}
+
+export function countResults(results: readonly TaskResult[]): FanoutCounts {
+  const count = (state: TaskResult['state']): number => results.filter((result) => result.state === state).length
+  return { total: results.length, succeeded: count('succeeded'), failed: count('failed'), cancelled: count('cancelled'), notStarted: count('not-started') }
 }
