@@ -134,20 +134,57 @@ describe('BufferedSink', () => {
     expect(await print(true)).toBe(direct)
   })
 
-  it('keeps the memory of all runs within a shared budget, spilling the runs that do not fit', async () => {
-    const budget = new MemoryBudget(300_000)
-    const sinks = Array.from({ length: 6 }, () => new BufferedSink({ memoryLimitBytes: 200_000, budget, directory: dir }))
-    const chunk = Buffer.alloc(10_000, 0x61)
-    for (let i = 0; i < 15; i++) for (const sink of sinks) sink.write('stdout', chunk)
-    for (const sink of sinks) sink.close()
-    expect(budget.peakBytes).toBeLessThanOrEqual(300_000)
-    expect(sinks.filter((sink) => sink.spillPath !== undefined).length).toBeGreaterThan(0)
-    for (const sink of sinks) {
-      const target = recorder()
-      await sink.replayInto(target)
-      expect(target.events).toEqual([output('stdout', Buffer.alloc(150_000, 0x61))])
+  it('keeps the memory of all runs within a shared budget, spilling the runs that do not fit, and reuses blocks safely', async () => {
+    const budget = new MemoryBudget(1_000_000)
+    // Half the runs may keep all of theirs, until the shared budget says no.
+    const sinks = Array.from({ length: 6 }, (_, i) => new BufferedSink({ memoryLimitBytes: i % 2 === 0 ? 10_000_000 : 100_000, budget, directory: dir }))
+    const expected = sinks.map((_, i) => Buffer.alloc(150_000 * 3, 0x61 + i))
+    // Three rounds: sinks replayed in one round hand their blocks to those still writing in the next.
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < 15; i++) sinks.forEach((sink, n) => sink.write('stdout', Buffer.alloc(10_000, 0x61 + n)))
+      await new Promise((resolve) => setTimeout(resolve, 5))
     }
+    expect(budget.peakBytes).toBeLessThanOrEqual(1_000_000)
+    expect(budget.peakBytes).toBeGreaterThan(800_000)
+    const spilled = sinks.map((sink) => sink.spillPath !== undefined)
+    expect(spilled).toContain(true)
+    expect(spilled).toContain(false)
+    const replayed = await Promise.all(
+      sinks.map(async (sink) => {
+        sink.close()
+        const target = recorder()
+        await sink.replayInto(target)
+        return target.events
+      }),
+    )
+    expect(replayed).toEqual(expected.map((data) => [output('stdout', data)]))
     expect(budget.usedBytes).toBe(0)
+    expect(readdirSync(dir)).toEqual([])
+  })
+
+  it('never hands one block to two writers, whatever order runs end and replay in', async () => {
+    const budget = new MemoryBudget(1_000_000)
+    const random = prng(7)
+    const live = new Map<number, { sink: BufferedSink; expected: Buffer[] }>()
+    let next = 0
+    for (let step = 0; step < 400; step++) {
+      if (live.size < 4) live.set(next, { sink: new BufferedSink({ memoryLimitBytes: random() < 0.5 ? 50_000 : 1_000_000, budget, directory: dir }), expected: [] }), next++
+      const ids = [...live.keys()]
+      const id = ids[Math.floor(random() * ids.length)] as number
+      const run = live.get(id)!
+      if (random() < 0.1) {
+        live.delete(id)
+        const target = recorder()
+        await run.sink.replayInto(target)
+        expect(target.events).toEqual(run.expected.length === 0 ? [] : [output('stdout', Buffer.concat(run.expected))])
+      } else {
+        const chunk = Buffer.alloc(1 + Math.floor(random() * 40_000), (id % 250) + 1)
+        run.sink.write('stdout', chunk)
+        run.expected.push(chunk)
+        if (random() < 0.3) await new Promise((resolve) => setImmediate(resolve))
+      }
+    }
+    for (const run of live.values()) await run.sink.dispose()
     expect(readdirSync(dir)).toEqual([])
   })
 
