@@ -258,7 +258,9 @@ export class BufferedSink implements OutputSink {
     this.#release(this.#memoryBytes)
     const file = this.#file
     if (file === undefined) return
+    // The file is opened asynchronously: removing it before the open is done would leave it behind.
     file.stream.destroy()
+    if (!file.stream.closed) await new Promise<void>((resolve) => file.stream.once('close', () => resolve()))
     await rm(file.path, { force: true }).catch(() => undefined)
   }
 

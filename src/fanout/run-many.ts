@@ -141,7 +141,7 @@ export async function runMany<T extends FanoutTask>(options: RunManyOptions<T>):
     if (stoppedBy !== undefined) return
     stoppedBy = reason
     stop.abort(new Error(`fan-out stopped: ${stopWords(reason)}`))
-    queue.say(`fan-out: stopping (${stopWords(reason)}): cancelling ${running} running run(s); ${waiting()} will not start.`)
+    if (running + waiting() > 0) queue.say(`fan-out: stopping (${stopWords(reason)}): cancelling ${running} running run(s); ${waiting()} will not start.`)
   }
   const onJobAbort = (): void => stopAll({ kind: 'cancelled' })
 
@@ -209,8 +209,12 @@ export async function runMany<T extends FanoutTask>(options: RunManyOptions<T>):
     if (running > 0) queue.progress(progressLine)
   })
   try {
-    await forEachLimit(tasks, options.maxParallel, runTask, { stopStarting: stop.signal })
-    await queue.idle()
+    try {
+      await forEachLimit(tasks, options.maxParallel, runTask, { stopStarting: stop.signal })
+    } finally {
+      // Groups of runs that ended are written whatever happened to the others.
+      await queue.idle()
+    }
   } finally {
     stopProgress()
     options.signal?.removeEventListener('abort', onJobAbort)

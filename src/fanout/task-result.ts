@@ -72,9 +72,10 @@ export function classifyRun<T extends FanoutTask>(task: T, settled: Settled, con
   if (stoppedBy !== undefined) {
     return { ...base, state: 'cancelled', failsStep: false, words: `cancelled (${stopWords(stoppedBy)})`, message: null }
   }
+  // Providers name the run in their errors ("run 2 of 5: lost track of …"); the words are what follows.
   const reason = errorMessage(settled.error)
-  const message = reason.startsWith(task.label) ? reason : `${task.label}: ${reason}`
-  return { ...base, state: 'failed', failsStep: true, words: reason, message }
+  const words = reason.startsWith(`${task.label}: `) ? reason.slice(task.label.length + 2) : reason
+  return { ...base, state: 'failed', failsStep: true, words, message: `${task.label}: ${words}` }
 }
 
 export function notStarted<T extends FanoutTask>(task: T, stoppedBy: StopReason | undefined): TaskResult<T> {

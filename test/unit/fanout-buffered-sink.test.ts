@@ -241,6 +241,15 @@ describe('BufferedSink', () => {
     expect(readdirSync(dir)).toEqual([])
   })
 
+  it('leaves no file behind when disposed the moment it spilled (before the file was even opened)', async () => {
+    // Many at once, so opens and removals compete for the threadpool as they do under load.
+    const sinks = Array.from({ length: 200 }, () => new BufferedSink({ memoryLimitBytes: 1000, directory: dir }))
+    for (const sink of sinks) sink.write('stdout', Buffer.alloc(100_000, 0x68))
+    await Promise.all(sinks.map((sink) => sink.dispose()))
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    expect(readdirSync(dir)).toEqual([])
+  })
+
   it('says so in the output when the spill file cannot be written, instead of failing', async () => {
     const sink = new BufferedSink({ memoryLimitBytes: 1000, directory: path.join(dir, 'missing') })
     sink.write('stdout', Buffer.from('first line\n'.repeat(200)))

@@ -374,7 +374,7 @@ describe('runMany', () => {
     }
     const result = await runMany(h.options(runOne, tasks(1)))
     expect(result.results[0]).toMatchObject({ state: 'failed', failsStep: true, operationId: 'op-lost', durationMs: 2500, message: 'run 1 of 1: lost track of operation op-lost' })
-    expect(h.out.join('')).toContain('✗ run 1 of 1: run 1 of 1: lost track of operation op-lost in 2.5 s (operation op-lost)')
+    expect(h.out.join('')).toContain('✗ run 1 of 1: lost track of operation op-lost in 2.5 s (operation op-lost)')
     expect(parse(h.out).groups[0]?.body).toEqual(['started'])
   })
 
