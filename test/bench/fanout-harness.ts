@@ -71,7 +71,16 @@ async function contreeRun(config: HarnessConfig, contree: { url: string; token: 
   const seconds = (config.runMs / 1000).toFixed(3)
   return (task, sink, signal) =>
     provider.run(
-      { image, command: `sleep ${seconds}; yes '${LINE}' | head -c ${config.bytes}`, shell: true, env: task.env, disposable: true, timeoutSeconds: 600 },
+      {
+        image,
+        command: `sleep ${seconds}; yes '${LINE}' | head -c ${config.bytes}`,
+        shell: true,
+        env: task.env,
+        disposable: true,
+        timeoutSeconds: 600,
+        // As the action does (its output-limit input): the service's own default keeps far less.
+        outputLimitBytes: 2 * config.bytes,
+      },
       sink,
       { label: task.label, signal },
     )

@@ -98,6 +98,8 @@ async function runHarness(config: HarnessConfig, deadlineMs: number): Promise<Ha
     const line = /FANOUT_RESULT (.*)/.exec(stderr)?.[1]
     if (code !== 0 || line === undefined) throw new Error(`the harness exited ${code} (deadline ${deadlineMs} ms); stderr: ${JSON.stringify(stderr.slice(-600))}`)
     if (counter.problem) throw new Error(`the log is not well grouped: ${counter.problem}`)
+    // A run that printed less than it should would make every figure look better than it is.
+    if (logBytes < config.runs * config.bytes) throw new Error(`the log holds ${logBytes} bytes, less than the ${config.runs * config.bytes} the runs print`)
     return {
       result: JSON.parse(line) as HarnessResult,
       memory: peak,
