@@ -64,3 +64,10 @@ export function escapeCommandData(value: string): string {
 export function escapeCommandProperty(value: string): string {
   return escapeCommandData(value).replaceAll(':', '%3A').replaceAll(',', '%2C')
 }
+
+/** A command's first line for a group title, cut at `maxChars` with a visible mark, `…` when more lines follow. */
+export function firstLine(text: string, maxChars = 120): string {
+  const line = text.split('\n', 1)[0] ?? ''
+  const more = text.includes('\n') ? ' …' : ''
+  return line.length > maxChars ? `${line.slice(0, maxChars - 1)}…` : `${line}${more}`
+}

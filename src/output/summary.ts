@@ -70,19 +70,23 @@ export interface RenderOptions {
   maxBytes?: number
 }
 
-function bytes(text: string): number {
+/** Size of text in the summary file. */
+export function utf8Bytes(text: string): number {
   return Buffer.byteLength(text, 'utf8')
 }
 
-function cell(text: string): string {
+/** Untrusted text as a table cell: shortened, escaped, one line. */
+export function tableCell(text: string): string {
   return escapeMarkdownInline(truncateText(text, MAX_CELL_CHARS))
 }
 
-function code(text: string | null | undefined): string {
+/** An identifier as a code span in a cell, `–` when there is none. */
+export function codeCell(text: string | null | undefined): string {
   return text ? codeSpan(truncateText(text, MAX_CELL_CHARS)) : '–'
 }
 
-function truncationNote(what: string): string {
+/** The visible note that something was left out to stay under the summary limit. */
+export function truncationNote(what: string): string {
   return `\n> ⚠️ ${what} omitted to keep the job summary under GitHub's 1 MiB limit; the full log is in the step output.\n`
 }
 
@@ -90,11 +94,11 @@ function truncationNote(what: string): string {
  * Appends table rows while they fit; returns the rows taken and how many did not fit. Rows are whole
  * lines, so a cut table is still a valid table.
  */
-function fitRows(rows: readonly string[], budget: number): { taken: string[]; omitted: number } {
+export function fitRows(rows: readonly string[], budget: number): { taken: string[]; omitted: number } {
   const taken: string[] = []
   let used = 0
   for (const row of rows) {
-    const size = bytes(row)
+    const size = utf8Bytes(row)
     if (used + size > budget) break
     taken.push(row)
     used += size
@@ -124,8 +128,8 @@ function operationRow(op: RunSummaryOperation): string {
   )
   const exit = op.exitCode === null ? '–' : String(op.exitCode)
   // A service failure's or cancellation's reason is in the result words already; keep the column for the rest.
-  const details = op.error && op.status !== 'FAILED' && op.status !== 'CANCELLED' ? cell(op.error) : ''
-  return `| ${symbol} | ${cell(op.label)} | ${cell(result)} | ${exit} | ${formatDuration(op.durationMs)} | ${code(op.resultImage)} | ${code(op.operationId)} | ${details} |\n`
+  const details = op.error && op.status !== 'FAILED' && op.status !== 'CANCELLED' ? tableCell(op.error) : ''
+  return `| ${symbol} | ${tableCell(op.label)} | ${tableCell(result)} | ${exit} | ${formatDuration(op.durationMs)} | ${codeCell(op.resultImage)} | ${codeCell(op.operationId)} | ${details} |\n`
 }
 
 /** Renders the remote output tail as a `<pre>` block, keeping the newest lines that fit. */
@@ -134,17 +138,17 @@ function renderTail(lines: readonly string[], budget: number): string {
   const close = '</pre>\n\n</details>\n'
   const note = (omitted: number): string => truncationNote(`${omitted} earlier output lines were`)
   // Room for the note is always reserved: simpler than knowing in advance whether lines will drop.
-  let available = budget - bytes(open) - bytes(close) - bytes(note(lines.length))
+  let available = budget - utf8Bytes(open) - utf8Bytes(close) - utf8Bytes(note(lines.length))
   const kept: string[] = []
   for (let i = lines.length - 1; i >= 0; i--) {
     const line = `${escapeHtml(truncateText(lines[i] ?? '', MAX_TAIL_LINE_CHARS))}\n`
-    const size = bytes(line)
+    const size = utf8Bytes(line)
     if (size > available) break
     kept.push(line)
     available -= size
   }
   const omitted = lines.length - kept.length
-  if (kept.length === 0) return omitted > 0 && bytes(note(omitted)) <= budget ? note(omitted) : ''
+  if (kept.length === 0) return omitted > 0 && utf8Bytes(note(omitted)) <= budget ? note(omitted) : ''
   kept.reverse()
   return `${omitted > 0 ? note(omitted) : ''}${open}${kept.join('')}${close}`
 }
@@ -154,23 +158,23 @@ export function renderRunSummary(input: RunSummaryInput, options: RenderOptions 
   const maxBytes = options.maxBytes ?? DEFAULT_SECTION_BYTES
   const tail = input.outputsTail ?? []
   const head =
-    `## ${overallSymbol(input.operations)} ${cell(input.title)}\n\n` +
-    `Provider: ${cell(input.provider)}${input.endpoint ? ` at ${codeSpan(input.endpoint)}` : ''}\n\n` +
+    `## ${overallSymbol(input.operations)} ${tableCell(input.title)}\n\n` +
+    `Provider: ${tableCell(input.provider)}${input.endpoint ? ` at ${codeSpan(input.endpoint)}` : ''}\n\n` +
     '| | Operation | Result | Exit code | Duration | Result image | Operation ID | Error |\n' +
     '|---|---|---|---|---|---|---|---|\n'
-  const reserveNote = bytes(truncationNote('999999 more operations were'))
+  const reserveNote = utf8Bytes(truncationNote('999999 more operations were'))
   // The table gets first pick; the tail may use at most half of the section when both are large.
-  const tableBudget = maxBytes - bytes(head) - reserveNote - (tail.length > 0 ? Math.floor(maxBytes / 2) : 0)
+  const tableBudget = maxBytes - utf8Bytes(head) - reserveNote - (tail.length > 0 ? Math.floor(maxBytes / 2) : 0)
   const { taken, omitted } = fitRows(input.operations.map(operationRow), Math.max(0, tableBudget))
   let text = head + taken.join('')
   if (omitted > 0) text += truncationNote(`${omitted} more operations were`)
-  if (tail.length > 0) text += `\n${renderTail(tail, maxBytes - bytes(text) - 1)}`
+  if (tail.length > 0) text += `\n${renderTail(tail, maxBytes - utf8Bytes(text) - 1)}`
   return text
 }
 
 function buildStepRow(step: BuildSummaryStep): string {
   const duration = step.durationMs === undefined ? '–' : formatDuration(step.durationMs)
-  return `| ${step.index} | ${cell(step.instruction)} | ${statusSymbol(step.outcome)} ${step.outcome} | ${duration} | ${code(step.resultImage)} |\n`
+  return `| ${step.index} | ${tableCell(step.instruction)} | ${statusSymbol(step.outcome)} ${step.outcome} | ${duration} | ${codeCell(step.resultImage)} |\n`
 }
 
 /** Markdown for one image build: the resulting image and a table of its steps. */
@@ -180,17 +184,17 @@ export function renderBuildSummary(input: BuildSummaryInput, options: RenderOpti
   let text =
     `## ${statusSymbol(failed ? 'failed' : 'success')} Image build\n\n` +
     '| | |\n|---|---|\n' +
-    `| Image | ${code(input.imageUuid)} |\n` +
-    `| Digest | ${code(input.digest)} |\n` +
-    (input.tag ? `| Tag | ${code(input.tag)} |\n` : '') +
+    `| Image | ${codeCell(input.imageUuid)} |\n` +
+    `| Digest | ${codeCell(input.digest)} |\n` +
+    (input.tag ? `| Tag | ${codeCell(input.tag)} |\n` : '') +
     `| Cache | ${input.cacheHit ? 'hit: the build was skipped' : 'miss'} |\n\n`
   if (input.steps.length === 0) {
     return text + (input.cacheHit ? '' : 'No build steps were recorded.\n')
   }
   const head = '| # | Instruction | Outcome | Duration | Result image |\n|---|---|---|---|---|\n'
   text += head
-  const reserveNote = bytes(truncationNote('999999 more build steps were'))
-  const { taken, omitted } = fitRows(input.steps.map(buildStepRow), Math.max(0, maxBytes - bytes(text) - reserveNote))
+  const reserveNote = utf8Bytes(truncationNote('999999 more build steps were'))
+  const { taken, omitted } = fitRows(input.steps.map(buildStepRow), Math.max(0, maxBytes - utf8Bytes(text) - reserveNote))
   text += taken.join('')
   if (omitted > 0) text += truncationNote(`${omitted} more build steps were`)
   return text
@@ -203,9 +207,9 @@ const FINAL_NOTE = truncationNote('The rest of this summary was')
  * opened, and says so visibly. Returns null when not even the note fits.
  */
 export function fitSummary(markdown: string, budget: number): string | null {
-  if (bytes(markdown) <= budget) return markdown
+  if (utf8Bytes(markdown) <= budget) return markdown
   const closers = '</pre>\n\n</details>\n'
-  const room = budget - bytes(FINAL_NOTE) - bytes(closers)
+  const room = budget - utf8Bytes(FINAL_NOTE) - utf8Bytes(closers)
   if (room < 0) return null
   const encoded = Buffer.from(markdown, 'utf8')
   let end = room
@@ -240,7 +244,7 @@ export async function writeSummary(markdown: string): Promise<boolean> {
   } catch {
     existing = 0
   }
-  const pending = bytes(core.summary.stringify())
+  const pending = utf8Bytes(core.summary.stringify())
   const budget = STEP_SUMMARY_LIMIT_BYTES - SAFETY_MARGIN_BYTES - existing - pending
   const text = fitSummary(markdown.endsWith('\n') ? markdown : `${markdown}\n`, budget)
   if (text === null) return false

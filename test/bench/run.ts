@@ -6,19 +6,21 @@
  * Groups: startup (process start → first request, bundle size), sigint (SIGINT → DELETE),
  * stream (throughput vs a raw read), rss (peak memory at 50/100/200 MB), build (cold/warm/one-file
  * rebuild), hash (context hashing vs sha256sum), chaos (200 seeded runs with random faults and signals,
- * checked exactly; see test/bench/chaos.ts for its settings).
+ * checked exactly; see test/bench/chaos.ts for its settings), fanout (50 runs at max-parallel 10: wall
+ * time against one run's, peak RSS; runs the engine from the sources, so it needs no bundle).
  */
 import { existsSync } from 'node:fs'
 import { BUNDLE } from '../helpers/run-action.ts'
 import { buildFigures } from './build.ts'
 import { chaosCampaign } from './chaos.ts'
+import { fanoutFigures } from './fanout.ts'
 import { contextHashing } from './hashing.ts'
 import { emitError, progress } from './report.ts'
 import { sigintLatency } from './sigint.ts'
 import { bundleSize, startupLatency } from './startup.ts'
 import { streamMemory, streamThroughput } from './stream.ts'
 
-const GROUPS = ['startup', 'sigint', 'stream', 'rss', 'build', 'hash', 'chaos'] as const
+const GROUPS = ['startup', 'sigint', 'stream', 'rss', 'build', 'hash', 'chaos', 'fanout'] as const
 type Group = (typeof GROUPS)[number]
 
 function selectedGroups(args: readonly string[]): Set<Group> {
@@ -34,7 +36,12 @@ function selectedGroups(args: readonly string[]): Set<Group> {
 const groups = selectedGroups(process.argv.slice(2))
 const started = Date.now()
 
-if (!existsSync(BUNDLE)) {
+// The fanout figures run the engine from the sources; the others run the bundled action.
+const onlySources = [...groups].every((group) => group === 'fanout')
+
+if (onlySources) {
+  // Nothing here needs the bundle.
+} else if (!existsSync(BUNDLE)) {
   // Every action figure needs the bundle; the hashing figure does not.
   emitError('bundle', '-', 'dist/index.js exists', new Error(`${BUNDLE} is missing; run npm run bundle first`))
   if (groups.has('hash')) await contextHashing()
@@ -50,5 +57,6 @@ if (!existsSync(BUNDLE)) {
   else if (groups.has('hash')) await contextHashing()
   if (groups.has('chaos')) await chaosCampaign(200)
 }
+if (groups.has('fanout')) await fanoutFigures()
 
 progress(`done in ${Math.round((Date.now() - started) / 1000)} s`)

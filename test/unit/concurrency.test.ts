@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { mapLimit } from '../../src/concurrency.ts'
+import { forEachLimit, mapLimit } from '../../src/concurrency.ts'
 
 const tick = () => new Promise((resolve) => setImmediate(resolve))
 
@@ -35,5 +35,34 @@ describe('mapLimit', () => {
 
   it('handles an empty list', async () => {
     expect(await mapLimit([], 4, async () => 1)).toEqual([])
+  })
+})
+
+describe('forEachLimit', () => {
+  it('starts nothing once stopStarting is aborted, waits for the started items, and says how many started', async () => {
+    const stop = new AbortController()
+    const started: number[] = []
+    const finished: number[] = []
+    const count = await forEachLimit(
+      [0, 1, 2, 3, 4, 5],
+      2,
+      async (n) => {
+        started.push(n)
+        if (n === 1) stop.abort()
+        for (let i = 0; i < 5; i++) await tick()
+        finished.push(n)
+      },
+      { stopStarting: stop.signal },
+    )
+    expect(started).toEqual([0, 1])
+    expect(finished.sort()).toEqual([0, 1])
+    expect(count).toBe(2)
+  })
+
+  it('starts nothing when stopStarting is already aborted', async () => {
+    const started: number[] = []
+    const count = await forEachLimit([0, 1], 2, async (n) => void started.push(n), { stopStarting: AbortSignal.abort() })
+    expect(started).toEqual([])
+    expect(count).toBe(0)
   })
 })
