@@ -6,35 +6,16 @@
  *
  * This supersedes the ConTree-shaped Provider of types.ts once ConTree moves onto it.
  */
+import type { RemoteWorkRegistry } from '../cancel.ts'
 import type { ImageCache } from '../image.ts'
 import type { RemoteLog } from '../output/remote-log.ts'
+import type { LiveWork, ProviderName } from '../state.ts'
 import type { FilePlacement } from './types.ts'
 
-export type ProviderName = 'contree' | 'together'
-
-/**
- * One piece of remote work that can outlive the step unless it is cancelled: one entry of step state
- * each, so that post can reach it with nothing but the state and the token.
- */
-export interface LiveWork {
-  provider: ProviderName
-  /** `exec`: a command running inside a sandbox; `parentId` names the sandbox. */
-  kind: 'operation' | 'build' | 'sandbox' | 'exec'
-  id: string
-  /** The work this runs inside (an exec's sandbox), when it is reached through it. */
-  parentId?: string
-  /** The API base it lives on; for builds, the builder's base. */
-  endpoint: string
-  /** What it is, for messages: "run", "build Dockerfile", "sandbox". */
-  label: string
-  state: 'live' | 'cancel-requested' | 'done'
-}
+export type { LiveWork, ProviderName }
 
 /** Where a provider records live work the moment its id exists, and marks it done once it ended. */
-export interface LiveWorkRegistry {
-  add(entry: Omit<LiveWork, 'state'>): void
-  finish(id: string): void
-}
+export type LiveWorkRegistry = Pick<RemoteWorkRegistry, 'add' | 'finish'>
 
 /** The shared machinery a provider works with. */
 export interface ProviderContext {
@@ -100,6 +81,8 @@ export interface RunOutcome {
   durationMs: number
   /** Step outputs, e.g. sandbox-id, exec-id. */
   outputs: Record<string, string>
+  /** The last lines of the command's output, for a failure report outside its (collapsed) group. */
+  tail: string[]
 }
 
 export interface Provider {
