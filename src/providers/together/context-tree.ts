@@ -155,6 +155,11 @@ function uniqueName(base: string, ...taken: Array<ReadonlyArray<{ relPath: strin
 }
 
 /** A file that exists only in the archive: its bytes are kept in memory (a Dockerfile, a few KiB). */
+/** The tree of a context that is only a Dockerfile (an image made into a snapshot through the builder). */
+export function dockerfileOnlyTree(text: string): ContextTree {
+  return { files: [generatedFile('Dockerfile', text)], dirs: [], links: [], dockerfile: 'Dockerfile', skippedLinks: [] }
+}
+
 function generatedFile(relPath: string, text: string): TreeFile {
   const content = Buffer.from(text, 'utf8')
   return { relPath, absPath: '', size: content.byteLength, mode: 0o644, sha256: createHash('sha256').update(content).digest('hex'), content }

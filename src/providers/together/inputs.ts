@@ -183,3 +183,11 @@ function parseAlias(text: string): string {
   }
   return text
 }
+
+/**
+ * Settings enough to inspect and cancel work recorded in step state (post has no inputs object):
+ * every such call names its own endpoint, so only the token matters.
+ */
+export function settingsForCleanup(token: string, apiUrl: string): TogetherSettings {
+  return { apiUrl, token, builderUrl: apiUrl, keepAlive: false, architecture: 'amd64', cpu: DEFAULT_CPU, memoryBytes: DEFAULT_MEMORY_BYTES }
+}
