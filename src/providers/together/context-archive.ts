@@ -12,7 +12,7 @@
  */
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs'
 import { open } from 'node:fs/promises'
-import { constants as zlibConstants, createGzip, type Gzip, type ZlibParams } from 'node:zlib'
+import { constants as zlibConstants, crc32, createDeflateRaw, type DeflateRaw, type ZlibParams } from 'node:zlib'
 import type { ContextTree, TreeFile } from './context-tree.ts'
 
 export interface ArchiveOptions {
@@ -39,8 +39,13 @@ const START_LEVEL_INDEX = 1
 /** Output bytes between two decisions of the adaptive mode. */
 const ADAPT_WINDOW_BYTES = 4 * 1024 * 1024
 
-/** Bytes of the tar stream of `tree` (uncompressed), as an async iterable. */
-export async function* tarStream(tree: Pick<ContextTree, 'files' | 'dirs' | 'links'>): AsyncGenerator<Uint8Array> {
+/**
+ * Bytes of the tar stream of `tree` (uncompressed), as an async iterable. With `reuse`, file data
+ * is read into one buffer that the next chunk overwrites: the consumer must be done with a chunk
+ * before it asks for the next (memory then stays at one buffer however large the context).
+ */
+export async function* tarStream(tree: Pick<ContextTree, 'files' | 'dirs' | 'links'>, options: { reuse?: boolean } = {}): AsyncGenerator<Uint8Array> {
+  const scratch = options.reuse ? Buffer.allocUnsafe(READ_CHUNK) : undefined
   for (const entry of mergeEntries(tree)) {
     if (entry.kind === 'dir') {
       yield header({ name: `${entry.relPath}/`, mode: entry.mode, size: 0, type: '5' })
@@ -48,7 +53,7 @@ export async function* tarStream(tree: Pick<ContextTree, 'files' | 'dirs' | 'lin
       yield header({ name: entry.relPath, mode: 0o777, size: 0, type: '2', linkname: entry.target })
     } else {
       yield header({ name: entry.file.relPath, mode: entry.file.mode, size: entry.file.size, type: '0' })
-      yield* fileContent(entry.file)
+      yield* fileContent(entry.file, scratch)
       const pad = (BLOCK - (entry.file.size % BLOCK)) % BLOCK
       if (pad > 0) yield new Uint8Array(pad)
     }
@@ -56,32 +61,41 @@ export async function* tarStream(tree: Pick<ContextTree, 'files' | 'dirs' | 'lin
   yield new Uint8Array(2 * BLOCK)
 }
 
-/** The gzip of {@link tarStream}; a fresh stream per call (a replayed upload calls it again). */
+/**
+ * The gzip of {@link tarStream}; a fresh stream per call (a replayed upload calls it again). The gzip
+ * framing (header, CRC-32, length) is written here around a raw deflate stream: zlib can change its
+ * level mid-stream only in raw or zlib mode, not in gzip mode.
+ */
 export async function* contextArchive(tree: Pick<ContextTree, 'files' | 'dirs' | 'links'>, options: ArchiveOptions = {}): AsyncGenerator<Uint8Array> {
   const fixed = typeof options.compression === 'number' ? options.compression : undefined
   let levelIndex = START_LEVEL_INDEX
   let wantedLevel = fixed ?? levelAt(levelIndex)
   let appliedLevel = wantedLevel
-  // Node's Gzip has params() (it is a zlib stream); the type definitions only list it for Deflate.
-  const gzip = createGzip({ level: appliedLevel }) as Gzip & ZlibParams
+  // Node's DeflateRaw has params() (deflateParams); the type definitions only list it for Deflate.
+  const deflate = createDeflateRaw({ level: appliedLevel }) as DeflateRaw & ZlibParams
+  let crc = 0
+  let length = 0
   let stopped = false
 
   // Writes one tar chunk at a time; a level change is applied only between writes, after a flush,
   // so no write is ever in flight while the compressor's parameters change.
   const producer = (async () => {
     try {
-      for await (const chunk of tarStream(tree)) {
+      for await (const chunk of tarStream(tree, { reuse: true })) {
         if (stopped) return
         if (wantedLevel !== appliedLevel) {
           const level = wantedLevel
-          await settled(gzip, (done) => gzip.params(level, zlibConstants.Z_DEFAULT_STRATEGY, done))
+          await settled(deflate, (done) => deflate.params(level, zlibConstants.Z_DEFAULT_STRATEGY, done))
           appliedLevel = level
         }
-        if (!gzip.write(chunk)) await settled(gzip, (done) => gzip.once('drain', done))
+        crc = crc32(chunk, crc)
+        length += chunk.byteLength
+        // Done with the chunk once the compressor has taken it in: the tar stream reuses its buffer.
+        await settled(deflate, (done) => deflate.write(chunk, () => done()))
       }
-      gzip.end()
+      deflate.end()
     } catch (error) {
-      gzip.destroy(error as Error)
+      deflate.destroy(error as Error)
     }
   })()
 
@@ -91,7 +105,8 @@ export async function* contextArchive(tree: Pick<ContextTree, 'files' | 'dirs' |
   let windowBytes = 0
   let resumed = now()
   try {
-    for await (const chunk of gzip as AsyncIterable<Buffer>) {
+    yield GZIP_HEADER
+    for await (const chunk of deflate as AsyncIterable<Buffer>) {
       const ready = now()
       worked += ready - resumed
       yield chunk
@@ -111,12 +126,19 @@ export async function* contextArchive(tree: Pick<ContextTree, 'files' | 'dirs' |
       }
     }
     await producer
+    const trailer = Buffer.alloc(8)
+    trailer.writeUInt32LE(crc >>> 0, 0)
+    trailer.writeUInt32LE(length % 2 ** 32, 4)
+    yield trailer
   } finally {
     stopped = true
-    gzip.destroy()
+    deflate.destroy()
     await producer
   }
 }
+
+/** RFC 1952 member header: deflate, no name, mtime 0, no extra flags, OS unix: the same on every run. */
+const GZIP_HEADER = Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03])
 
 /** The decompressed length of an archive: what `tarStream` yields for this tree. */
 export function tarSize(tree: Pick<ContextTree, 'files' | 'dirs' | 'links'>): number {
@@ -141,22 +163,23 @@ function mergeEntries(tree: Pick<ContextTree, 'files' | 'dirs' | 'links'>): Entr
   return entries.sort((a, b) => (a.relPath < b.relPath ? -1 : a.relPath > b.relPath ? 1 : 0))
 }
 
-async function* fileContent(file: TreeFile): AsyncGenerator<Uint8Array> {
+/** A file's bytes, checked against the size listed; into `scratch` (reused) when given, else fresh buffers. */
+async function* fileContent(file: TreeFile, scratch: Buffer | undefined): AsyncGenerator<Uint8Array> {
   if (file.content !== undefined) {
     yield file.content
     return
   }
   if (file.size <= SMALL_FILE_LIMIT) {
-    yield readSmallFile(file)
+    yield readSmallFile(file, scratch)
     return
   }
   const handle = await open(file.absPath, constants.O_RDONLY | constants.O_NOFOLLOW)
   try {
     let offset = 0
     while (offset < file.size) {
-      // A fresh buffer per chunk: the compressor may still hold the previous one.
-      const buffer = Buffer.allocUnsafe(Math.min(READ_CHUNK, file.size - offset))
-      const { bytesRead } = await handle.read(buffer, 0, buffer.length, offset)
+      const want = Math.min(READ_CHUNK, file.size - offset)
+      const buffer = scratch ?? Buffer.allocUnsafe(want)
+      const { bytesRead } = await handle.read(buffer, 0, want, offset)
       if (bytesRead === 0) throw new ContextChangedError(file.relPath, `it has ${offset} bytes, not ${file.size}`)
       offset += bytesRead
       yield bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead)
@@ -168,19 +191,19 @@ async function* fileContent(file: TreeFile): AsyncGenerator<Uint8Array> {
 }
 
 /** One synchronous read (microseconds for a small file): three syscalls instead of thread-pool hops. */
-function readSmallFile(file: TreeFile): Uint8Array {
+function readSmallFile(file: TreeFile, scratch: Buffer | undefined): Uint8Array {
   const fd = openSync(file.absPath, constants.O_RDONLY | constants.O_NOFOLLOW)
   try {
     const size = fstatSync(fd).size
     if (size !== file.size) throw new ContextChangedError(file.relPath, `it has ${size} bytes, not ${file.size}`)
-    const buffer = Buffer.allocUnsafe(size)
+    const buffer = scratch ?? Buffer.allocUnsafe(size)
     let length = 0
     while (length < size) {
       const read = readSync(fd, buffer, length, size - length, length)
       if (read === 0) throw new ContextChangedError(file.relPath, `it has ${length} bytes, not ${file.size}`)
       length += read
     }
-    return buffer
+    return buffer.subarray(0, size)
   } finally {
     closeSync(fd)
   }
@@ -191,7 +214,7 @@ function levelAt(index: number): number {
 }
 
 /** Waits for `start`'s callback, or for the stream to close (a destroyed stream calls back nothing). */
-function settled(stream: Gzip, start: (done: () => void) => void): Promise<void> {
+function settled(stream: DeflateRaw, start: (done: () => void) => void): Promise<void> {
   return new Promise((resolve) => {
     const done = (): void => {
       stream.off('close', done)
