@@ -5,7 +5,8 @@
  *
  * Groups: startup (process start → first request, bundle size), sigint (SIGINT → DELETE),
  * stream (throughput vs a raw read), rss (peak memory at 50/100/200 MB), build (cold/warm/one-file
- * rebuild), hash (context hashing vs sha256sum).
+ * rebuild), hash (context hashing vs sha256sum), together (the Together provider's context upload,
+ * exec stream and warm rebuild; it drives the provider module itself and needs no bundle).
  */
 import { existsSync } from 'node:fs'
 import { BUNDLE } from '../helpers/run-action.ts'
@@ -15,8 +16,9 @@ import { emitError, progress } from './report.ts'
 import { sigintLatency } from './sigint.ts'
 import { bundleSize, startupLatency } from './startup.ts'
 import { streamMemory, streamThroughput } from './stream.ts'
+import { togetherFigures } from './together.ts'
 
-const GROUPS = ['startup', 'sigint', 'stream', 'rss', 'build', 'hash'] as const
+const GROUPS = ['startup', 'sigint', 'stream', 'rss', 'build', 'hash', 'together'] as const
 type Group = (typeof GROUPS)[number]
 
 function selectedGroups(args: readonly string[]): Set<Group> {
@@ -32,9 +34,10 @@ function selectedGroups(args: readonly string[]): Set<Group> {
 const groups = selectedGroups(process.argv.slice(2))
 const started = Date.now()
 
+const needsBundle = [...groups].some((group) => group !== 'hash' && group !== 'together')
 if (!existsSync(BUNDLE)) {
-  // Every action figure needs the bundle; the hashing figure does not.
-  emitError('bundle', '-', 'dist/index.js exists', new Error(`${BUNDLE} is missing; run npm run bundle first`))
+  // Every action figure needs the bundle; the hashing and Together figures do not.
+  if (needsBundle) emitError('bundle', '-', 'dist/index.js exists', new Error(`${BUNDLE} is missing; run npm run bundle first`))
   if (groups.has('hash')) await contextHashing()
 } else {
   if (groups.has('startup')) {
@@ -47,5 +50,7 @@ if (!existsSync(BUNDLE)) {
   if (groups.has('build')) await buildFigures({ hashing: groups.has('hash') })
   else if (groups.has('hash')) await contextHashing()
 }
+
+if (groups.has('together')) await togetherFigures()
 
 progress(`done in ${Math.round((Date.now() - started) / 1000)} s`)
