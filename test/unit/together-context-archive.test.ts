@@ -140,6 +140,31 @@ describe('context archive', () => {
     expect(adaptive.byteLength).toBe(tarSize(a))
   })
 
+  it('stores when the upload outpaces compression, and compresses when the upload is what is slow', async () => {
+    const dir = tempDir()
+    // Compressible text, large enough for several adaptation windows.
+    for (let i = 0; i < 8; i++) writeFileSync(path.join(dir, `f${i}.txt`), 'the same words over and over, '.repeat(100_000))
+    writeFileSync(path.join(dir, 'Dockerfile'), 'FROM busybox\n')
+    const tree = await readContextTree(dir, path.join(dir, 'Dockerfile'))
+    // A clock only the consumer moves: it spends 10 units per chunk (slow) or none (fast).
+    const sizeWith = async (consumerCost: number): Promise<number> => {
+      let clock = 0
+      let size = 0
+      const parts: Uint8Array[] = []
+      for await (const chunk of contextArchive(tree, { now: () => clock })) {
+        size += chunk.byteLength
+        parts.push(chunk)
+        clock += consumerCost
+      }
+      expect(gunzipSync(Buffer.concat(parts)).byteLength).toBe(tarSize(tree))
+      return size
+    }
+    const fast = await sizeWith(0)
+    const slow = await sizeWith(10)
+    expect(fast).toBeGreaterThan(tarSize(tree) * 0.5)
+    expect(slow).toBeLessThan(tarSize(tree) * 0.1)
+  })
+
   it('puts every directory before what it holds', async () => {
     const { context, dockerfile } = checkout(tempDir(), new Date('2020-01-01'))
     const names = gnuTar(['-tz', '-f', '-'], await collect(contextArchive(await readContextTree(context, dockerfile), { compression: 1 }))).trim().split('\n')

@@ -36,7 +36,7 @@ const READ_CHUNK = 1024 * 1024
 /** Levels the adaptive mode moves between: stored, fastest, and two that still keep up with fast links. */
 const LEVELS: readonly number[] = [0, 1, 3, 6]
 const START_LEVEL_INDEX = 1
-/** Output bytes between two decisions of the adaptive mode. */
+/** Archive bytes taken in between two decisions of the adaptive mode. */
 const ADAPT_WINDOW_BYTES = 4 * 1024 * 1024
 
 /**
@@ -102,7 +102,7 @@ export async function* contextArchive(tree: Pick<ContextTree, 'files' | 'dirs' |
   const now = options.now ?? (() => performance.now())
   let waited = 0
   let worked = 0
-  let windowBytes = 0
+  let decidedAt = 0
   let resumed = now()
   try {
     yield GZIP_HEADER
@@ -112,8 +112,7 @@ export async function* contextArchive(tree: Pick<ContextTree, 'files' | 'dirs' |
       yield chunk
       resumed = now()
       waited += resumed - ready
-      windowBytes += chunk.byteLength
-      if (fixed === undefined && windowBytes >= ADAPT_WINDOW_BYTES) {
+      if (fixed === undefined && length - decidedAt >= ADAPT_WINDOW_BYTES) {
         const waitingShare = waited / Math.max(1e-9, waited + worked)
         // Mostly waiting on the consumer: the link is the bottleneck, compress harder; mostly making
         // the consumer wait: we are, compress less.
@@ -122,7 +121,7 @@ export async function* contextArchive(tree: Pick<ContextTree, 'files' | 'dirs' |
         wantedLevel = levelAt(levelIndex)
         waited = 0
         worked = 0
-        windowBytes = 0
+        decidedAt = length
       }
     }
     await producer
