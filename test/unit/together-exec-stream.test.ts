@@ -205,4 +205,11 @@ describe('agent client', () => {
     expect(await agent.ensureDirectory('/new')).toBe('created')
     expect(server.count('POST', /directories/)).toBe(1)
   })
+
+  it('lists the sandbox\'s open ports', async () => {
+    const server = await startScriptedServer((req, res) => json(res, req.path === '/agents/s1/api/v1/ports' ? 200 : 404, { ports: [{ port: 8080, address: '0.0.0.0' }] }))
+    servers.push(server)
+    const agent = new AgentClient({ url: `${server.url}/agents/s1`, token: 't', userAgent: 'test' })
+    expect(await agent.listPorts()).toEqual({ ports: [{ port: 8080, address: '0.0.0.0' }] })
+  })
 })

@@ -86,7 +86,9 @@ export class TogetherProvider implements Provider {
   }
 
   async run(image: PreparedImage, request: RunRequest, ctx: ProviderContext): Promise<RunOutcome> {
-    return runInSandbox(image.id, request, ctx, { api: this.api, agentFor: (sandbox) => this.agentFor(sandbox), endpoint: this.settings.apiUrl }, {
+    // The ttl input applies when main passes none of its own.
+    const ttlSeconds = request.ttlSeconds ?? this.settings.ttlSeconds
+    return runInSandbox(image.id, ttlSeconds === undefined ? request : { ...request, ttlSeconds }, ctx, { api: this.api, agentFor: (sandbox) => this.agentFor(sandbox), endpoint: this.settings.apiUrl }, {
       cpu: this.settings.cpu,
       memoryBytes: this.settings.memoryBytes,
       ...(this.settings.repository ? { repository: this.settings.repository } : {}),
