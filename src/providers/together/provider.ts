@@ -32,11 +32,8 @@ export interface TogetherProviderOptions {
   userAgent: string
   /** The workspace: Dockerfiles are named relative to it (default cache key, messages). */
   workspace: string
+  /** Injected by tests and benches (to count manifest requests); by default the action's own. */
   registryTransport?: RegistryTransport
-  /** Clients injected by tests; by default made from the settings. */
-  api?: TogetherApi
-  builder?: TogetherBuilder
-  agentFor?: (sandbox: Sandbox) => AgentClient
   sleep?: Sleep
   archiveCompression?: ArchiveOptions['compression']
   /** A build's bound when the request names none. */
@@ -68,8 +65,8 @@ export class TogetherProvider implements Provider {
     this.options = options
     this.settings = options.settings
     const common = { token: options.settings.token, userAgent: options.userAgent, ...(options.sleep ? { sleep: options.sleep } : {}) }
-    this.api = options.api ?? new TogetherApi({ baseUrl: options.settings.apiUrl, ...common })
-    this.builder = options.builder ?? new TogetherBuilder({ baseUrl: options.settings.builderUrl, ...common })
+    this.api = new TogetherApi({ baseUrl: options.settings.apiUrl, ...common })
+    this.builder = new TogetherBuilder({ baseUrl: options.settings.builderUrl, ...common })
   }
 
   async prepareImage(request: ImageRequest, ctx: ProviderContext): Promise<PreparedImage> {
@@ -119,8 +116,10 @@ export class TogetherProvider implements Provider {
           return result === 'killed' ? 'command killed' : 'the command had already gone'
         } catch (error) {
           // Cancelled next to its sandbox, the agent may already be gone: then so is the command.
-          const sandbox = await this.apiAt(work.endpoint).getSandbox(work.parentId as string, AbortSignal.timeout(timeoutMs))
-          if (sandbox === null || sandbox.status !== 'running') return ended
+          const sandbox = await this.apiAt(work.endpoint)
+            .getSandbox(work.parentId as string, AbortSignal.timeout(timeoutMs))
+            .catch(() => undefined)
+          if (sandbox === null || (sandbox !== undefined && sandbox.status !== 'running')) return ended
           throw error
         }
       }
@@ -292,9 +291,7 @@ export class TogetherProvider implements Provider {
     const known = this.agents.get(sandbox.id)
     if (known) return known
     if (!sandbox.agent.url || !sandbox.agent.token) throw new Error(`sandbox ${sandbox.id} is ${sandbox.status}, but the service gave no address for its agent`)
-    const agent =
-      this.options.agentFor?.(sandbox) ??
-      new AgentClient({ url: sandbox.agent.url, token: sandbox.agent.token, userAgent: this.options.userAgent, ...(this.options.sleep ? { sleep: this.options.sleep } : {}) })
+    const agent = new AgentClient({ url: sandbox.agent.url, token: sandbox.agent.token, userAgent: this.options.userAgent, ...(this.options.sleep ? { sleep: this.options.sleep } : {}) })
     this.agents.set(sandbox.id, agent)
     return agent
   }
