@@ -11,16 +11,11 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { mkdirSync, rmSync, writeFileSync, appendFileSync } from 'node:fs'
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { RemoteWorkRegistry } from '../../src/cancel.ts'
-import type { ImageCache } from '../../src/image.ts'
-import { RemoteLog } from '../../src/output/remote-log.ts'
-import type { ProviderContext } from '../../src/providers/boundary.ts'
 import { TogetherApi } from '../../src/providers/together/api.ts'
 import { readContextTree } from '../../src/providers/together/context-tree.ts'
-import { TogetherProvider } from '../../src/providers/together/provider.ts'
 import { pushImage, registryAvailable, startRegistry } from '../emulator/registry.ts'
 import { watchMemory, type MemoryPeak } from './bounded-action.ts'
 import { benchTempDir, dirName, fileName, makeContext } from './context-fixture.ts'
@@ -28,7 +23,6 @@ import { GroupClock } from './group-clock.ts'
 import { describeError, emit, emitError, MB, median, progress, round } from './report.ts'
 
 const HERE = path.dirname(fileURLToPath(import.meta.url))
-const GB = 1024 ** 3
 
 interface Child {
   child: ChildProcess
@@ -254,33 +248,19 @@ export async function warmRebuild(): Promise<void> {
     const context = path.join(dir, 'ctx')
     const fixture = makeContext(context)
     writeFileSync(path.join(context, 'Dockerfile'), `FROM ${pushed.reference}\nCOPY ${dirName(0)}/ /app/first/\nRUN ls /app/first | wc -l\nCOPY . /app/all/\nRUN find /app/all -type f | wc -l\n`)
-    const provider = new TogetherProvider({
-      settings: { apiUrl: emulator.apiUrl, builderUrl: emulator.builderUrl, token: emulator.apiKey, keepAlive: false, architecture: 'amd64', cpu: 1, memoryBytes: 2 * GB, repository: 'bench/repo' },
-      userAgent: 'bench',
-      workspace: dir,
-    })
-    const ctx: ProviderContext = { log: new RemoteLog({ write: () => undefined }), signal: new AbortController().signal, registry: new RemoteWorkRegistry(() => undefined), cache: {} as ImageCache, debug: () => undefined }
-    const request = { kind: 'build' as const, dockerfile: path.join(context, 'Dockerfile'), context, buildArgs: {}, noCache: false }
-    const time = async (what: string) => {
-      const started = performance.now()
-      const image = await provider.prepareImage(request, ctx)
-      const ms = performance.now() - started
-      progress(`together: ${what} ${Math.round(ms)} ms (cache hit: ${image.cacheHit})`)
-      return { ms, image }
-    }
-    const cold = await time('cold build')
-    const warms = [await time('unchanged rebuild'), await time('unchanged rebuild'), await time('unchanged rebuild')]
-    appendFileSync(path.join(context, dirName(25), fileName(50)), 'one more line\n')
-    const oneFile = await time('one-file change')
-    if (!warms.every((w) => w.image.cacheHit) || oneFile.image.cacheHit) throw new Error('the cache-hit pattern is not hit ×3 then miss')
-    const warm = median(warms.map((w) => w.ms))
+    progress('together: cold build, three unchanged rebuilds, one-file change')
+    const run = await runChild('together-rebuild-client.ts', [emulator.apiUrl, emulator.builderUrl, emulator.apiKey, context, path.join(context, dirName(25), fileName(50))], 'the rebuild client')
+    type Timed = { ms: number; cacheHit: boolean }
+    const { cold, warm, oneFile } = parse<{ cold: Timed; warm: Timed[]; oneFile: Timed }>(run.lines)
+    if (cold.cacheHit || !warm.every((w) => w.cacheHit) || oneFile.cacheHit) throw new Error('the cache hits are not: miss, hit ×3, miss')
+    const warmMs = median(warm.map((w) => w.ms))
     emit({
       figure,
-      value: round(warm / cold.ms),
+      value: round(warmMs / cold.ms),
       unit: 'ratio',
       goal,
       cold_ms: Math.round(cold.ms),
-      warm_ms: Math.round(warm),
+      warm_ms: Math.round(warmMs),
       one_file_change_ms: Math.round(oneFile.ms),
       one_file_change_ratio: round(oneFile.ms / cold.ms),
       context_files: fixture.files,

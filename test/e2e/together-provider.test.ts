@@ -267,6 +267,17 @@ describe.skipIf(!registryAvailable())('Together provider against the emulator', 
     expect(h.registry.live()).toEqual([])
   })
 
+  it('ends a sandbox meant to be kept that never started in time', async () => {
+    const h = harness()
+    const image = await h.provider.prepareImage({ kind: 'image', reference: base, noCache: false }, h.ctx)
+    emu.faults.add({ server: 'api', method: 'POST', path: '^/v1/sandboxes$', action: { kind: 'slow-start', delayMs: 60_000 } })
+    const outcome = await h.provider.run(image, run({ keepAlive: true, deadlineMs: 500 }), h.ctx)
+    expect(outcome).toMatchObject({ status: 'FAILED', error: expect.stringMatching(/did not start within the deadline/) })
+    const id = outcome.outputs['sandbox-id']
+    await eventually(() => emu.sandboxes().find((s) => s.id === id)?.status === 'terminated', 'the never-started sandbox terminated')
+    expect(h.registry.live()).toEqual([])
+  })
+
   it('places uploaded files through the agent with their modes', async () => {
     const h = harness()
     const image: PreparedImage = await h.provider.prepareImage({ kind: 'image', reference: base, noCache: false }, h.ctx)

@@ -63,7 +63,8 @@ export async function runInSandbox(snapshotId: string, request: RunRequest, ctx:
     running = await waitUntilRunning(deps.api, sandbox, { signal: ctx.signal, deadline, log: ctx.debug, ...(settings.sleep ? { sleep: settings.sleep } : {}) })
   } catch (error) {
     if (ctx.signal.aborted) throw error
-    await finishSandbox(sandbox.id, request, ctx, deps, settings)
+    // It never ran, so it never became anyone's preview: ended whether or not it was to be kept.
+    await finishSandbox(sandbox.id, { keep: false }, ctx, deps, settings)
     if (error instanceof SandboxLifecycleError) return failed(error.message)
     if (error instanceof DeadlineExceededError) return failed(`sandbox ${sandbox.id} did not start within the deadline of ${formatDuration(request.deadlineMs)}`)
     throw error
@@ -80,7 +81,7 @@ export async function runInSandbox(snapshotId: string, request: RunRequest, ctx:
     if (ctx.signal.aborted) throw error
     outcome = failed(await explainLoss(error, sandbox.id, deps))
   }
-  await finishSandbox(sandbox.id, request, ctx, deps, settings)
+  await finishSandbox(sandbox.id, { keep: request.keepAlive }, ctx, deps, settings)
   return outcome
 }
 
@@ -212,8 +213,8 @@ async function explainLoss(error: unknown, sandboxId: string, deps: SandboxRunDe
 }
 
 /** Ends an ephemeral sandbox (bounded); a kept one is left alone. */
-async function finishSandbox(sandboxId: string, request: RunRequest, ctx: ProviderContext, deps: SandboxRunDeps, settings: SandboxRunSettings): Promise<void> {
-  if (request.keepAlive) {
+async function finishSandbox(sandboxId: string, how: { keep: boolean }, ctx: ProviderContext, deps: SandboxRunDeps, settings: SandboxRunSettings): Promise<void> {
+  if (how.keep) {
     ctx.registry.finish(sandboxWork(sandboxId))
     return
   }
