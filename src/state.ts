@@ -12,12 +12,15 @@ export type ProviderName = 'contree' | 'together'
 /**
  * One piece of remote work the action started, with what the post step needs to reach it again and
  * what cancelling it means: an `operation` (ConTree: DELETE it), a `build` (Together: DELETE the build),
- * a `sandbox` (Together: terminate it).
+ * a `sandbox` (Together: terminate it), an `exec` (Together: kill the command inside `parentId`, its
+ * sandbox; a sandbox kept alive on purpose is not live work, but the command it runs for the step is).
  */
 export interface LiveWork {
   provider: ProviderName
-  kind: 'operation' | 'build' | 'sandbox'
+  kind: 'operation' | 'build' | 'sandbox' | 'exec'
   id: string
+  /** The work this one runs inside and is reached through (an exec's sandbox). */
+  parentId?: string
   /** The service base URL the work lives on (for a Together build: the builder's). */
   endpoint: string
   project?: string
@@ -28,7 +31,7 @@ export interface LiveWork {
 }
 
 const PROVIDERS: ReadonlySet<string> = new Set(['contree', 'together'])
-const KINDS: ReadonlySet<string> = new Set(['operation', 'build', 'sandbox'])
+const KINDS: ReadonlySet<string> = new Set(['operation', 'build', 'sandbox', 'exec'])
 
 /** The registry key of a piece of work: its id is unique only per provider and kind. */
 export function workKey(work: Pick<LiveWork, 'provider' | 'kind' | 'id'>): string {
@@ -69,7 +72,8 @@ export function readLiveWork(): { work: LiveWork[]; problem?: string } {
       typeof item.endpoint === 'string' &&
       typeof item.label === 'string' &&
       PROVIDERS.has(item.provider) &&
-      KINDS.has(item.kind),
+      KINDS.has(item.kind) &&
+      (item.parentId === undefined || typeof item.parentId === 'string'),
   )
   return work.length === parsed.length ? { work } : { work, problem: 'some saved remote-work entries were malformed and skipped' }
 }

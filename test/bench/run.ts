@@ -7,7 +7,8 @@
  * stream (throughput vs a raw read), rss (peak memory at 50/100/200 MB), build (cold/warm/one-file
  * rebuild), hash (context hashing vs sha256sum), chaos (200 seeded runs with random faults and signals,
  * checked exactly; see test/bench/chaos.ts for its settings), fanout (50 runs at max-parallel 10: wall
- * time against one run's, peak RSS; runs the engine from the sources, so it needs no bundle).
+ * time against one run's, peak RSS), together (the Together provider's context upload, exec stream and
+ * warm rebuild). fanout and together drive their modules from the sources and need no bundle.
  */
 import { existsSync } from 'node:fs'
 import { BUNDLE } from '../helpers/run-action.ts'
@@ -19,8 +20,9 @@ import { emitError, progress } from './report.ts'
 import { sigintLatency } from './sigint.ts'
 import { bundleSize, startupLatency } from './startup.ts'
 import { streamMemory, streamThroughput } from './stream.ts'
+import { togetherFigures } from './together.ts'
 
-const GROUPS = ['startup', 'sigint', 'stream', 'rss', 'build', 'hash', 'chaos', 'fanout'] as const
+const GROUPS = ['startup', 'sigint', 'stream', 'rss', 'build', 'hash', 'chaos', 'fanout', 'together'] as const
 type Group = (typeof GROUPS)[number]
 
 function selectedGroups(args: readonly string[]): Set<Group> {
@@ -36,14 +38,10 @@ function selectedGroups(args: readonly string[]): Set<Group> {
 const groups = selectedGroups(process.argv.slice(2))
 const started = Date.now()
 
-// The fanout figures run the engine from the sources; the others run the bundled action.
-const onlySources = [...groups].every((group) => group === 'fanout')
-
-if (onlySources) {
-  // Nothing here needs the bundle.
-} else if (!existsSync(BUNDLE)) {
-  // Every action figure needs the bundle; the hashing figure does not.
-  emitError('bundle', '-', 'dist/index.js exists', new Error(`${BUNDLE} is missing; run npm run bundle first`))
+// fanout and together run their modules from the sources; hashing needs no bundle either.
+const needsBundle = [...groups].some((group) => group !== 'hash' && group !== 'together' && group !== 'fanout')
+if (!existsSync(BUNDLE)) {
+  if (needsBundle) emitError('bundle', '-', 'dist/index.js exists', new Error(`${BUNDLE} is missing; run npm run bundle first`))
   if (groups.has('hash')) await contextHashing()
 } else {
   if (groups.has('startup')) {
@@ -58,5 +56,7 @@ if (onlySources) {
   if (groups.has('chaos')) await chaosCampaign(200)
 }
 if (groups.has('fanout')) await fanoutFigures()
+
+if (groups.has('together')) await togetherFigures()
 
 progress(`done in ${Math.round((Date.now() - started) / 1000)} s`)
