@@ -279,9 +279,7 @@ describe.skipIf(!registryAvailable())('Together provider against the emulator', 
     expect(h.registry.live()).toEqual([])
   })
 
-  it('places uploaded files through the agent with their modes', async (test) => {
-    // chmod names absolute sandbox paths, which only a chrooted emulator (root) resolves inside the sandbox.
-    if (!emu.sandboxed) test.skip()
+  it('places uploaded files through the agent with their modes', async () => {
     const h = harness()
     const image: PreparedImage = await h.provider.prepareImage({ kind: 'image', reference: base, noCache: false }, h.ctx)
     const dir = mkdtempSync(path.join(os.tmpdir(), 'uploads-'))

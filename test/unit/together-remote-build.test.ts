@@ -41,7 +41,7 @@ function harness(builder: Partial<FakeBuilder>) {
 
 function sseBody(...events: string[]): HttpResponse {
   const text = events.map((data) => `data: ${data}\n\n`).join('')
-  return { status: 200, headers: {}, body: (async function* () { yield Buffer.from(text) })(), json: async () => ({}) as never, text: async () => text, dump: async () => undefined }
+  return { status: 200, headers: {}, body: (async function* () { yield Buffer.from(text) })(), json: async () => ({}) as never, text: async () => text, bytes: async () => Buffer.from(text), dump: async () => undefined }
 }
 
 describe('remote build', () => {
