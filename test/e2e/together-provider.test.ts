@@ -31,7 +31,7 @@ describe.skipIf(!registryAvailable())('Together provider against the emulator', 
   beforeAll(async () => {
     registry = await startRegistry()
     emu = await startTogetherEmulator({ log: () => undefined, workspaceDir: '/tmp' })
-    base = (await pushImage(registry.url, 'team/base', '1', { 'etc/motd': 'base one\n', 'tmp/': { mode: 0o1777 } })).reference
+    base = (await pushImage(registry.url, 'team/base', '1', { 'etc/motd': 'base one\n' }, { base: 'base' })).reference
   })
   afterAll(async () => {
     await emu?.close()
@@ -140,13 +140,13 @@ describe.skipIf(!registryAvailable())('Together provider against the emulator', 
     // no-cache builds anyway; a new upstream base builds anyway.
     const forced = await h.provider.prepareImage({ kind: 'build', ...files, buildArgs: {}, noCache: true }, h.ctx)
     expect(forced.cacheHit).toBe(false)
-    await pushImage(registry.url, 'team/base', '1', { 'etc/motd': 'base two\n', 'tmp/': { mode: 0o1777 } })
+    await pushImage(registry.url, 'team/base', '1', { 'etc/motd': 'base two\n' }, { base: 'base' })
     try {
       const rebuilt = await h.provider.prepareImage({ kind: 'build', ...files, buildArgs: {}, noCache: false }, h.ctx)
       expect(rebuilt.cacheHit).toBe(false)
       expect(rebuilt.digest).not.toBe(first.digest)
     } finally {
-      await pushImage(registry.url, 'team/base', '1', { 'etc/motd': 'base one\n', 'tmp/': { mode: 0o1777 } })
+      await pushImage(registry.url, 'team/base', '1', { 'etc/motd': 'base one\n' }, { base: 'base' })
     }
   })
 
