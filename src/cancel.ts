@@ -56,6 +56,11 @@ export class RemoteWorkRegistry {
     await this.cancellationsSettled()
   }
 
+  /** Cancels the live work `pick` chooses (e.g. one fan-out run's), now; resolves when those requests settled. */
+  async cancelWhere(pick: (work: LiveWork) => boolean, cancelRemote: CancelRemote): Promise<void> {
+    await Promise.allSettled(this.live().filter(pick).map((work) => this.cancelOne(work, cancelRemote)))
+  }
+
   /**
    * Resolves once every cancellation requested so far has settled, including those of work that was
    * registered after the signal (a create whose answer arrived during the cancel).

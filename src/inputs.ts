@@ -6,7 +6,10 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import * as core from '@actions/core'
 import { errorMessage, InputError } from './errors.ts'
-import { InvalidReferenceError, namesRegistry, parseReference, parseRegistryHost } from './registry/reference.ts'
+import { FANOUT_INPUT_DEFAULTS, planFanout, type FanoutPlan } from './fanout/plan.ts'
+import { InvalidReferenceError, namesRegistry, parseReference, parseRegistryHost } from './image/reference.ts'
+import { parseTogetherInputs, type TogetherInputName, type TogetherSettings } from './providers/together/inputs.ts'
+import type { ProviderName } from './state.ts'
 
 export const DEFAULT_CONTREE_URL = 'https://api.tokenfactory.nebius.com/sandboxes'
 
@@ -26,7 +29,19 @@ export const INPUT_DEFAULTS = {
   'fail-on-exit-code': 'true',
   summary: 'true',
   'output-limit': '16MiB',
+  'keep-alive': 'false',
+  ...FANOUT_INPUT_DEFAULTS,
 } as const
+
+/**
+ * Inputs that only one provider understands. Set for the other one (to anything but its default, which
+ * the runner always passes), they are refused with an error that says so, rather than ignored.
+ */
+const PROVIDER_ONLY: Readonly<Record<ProviderName, readonly string[]>> = {
+  contree: ['project', 'registry', 'registry-username', 'registry-password', 'disposable', 'output-limit', 'secrets', 'cache'],
+  together: ['builder-url', 'cache-key', 'ttl', 'snapshot-ttl', 'keep-alive', 'architecture', 'cpu', 'memory'],
+}
+const TOGETHER_INPUTS: readonly TogetherInputName[] = ['api-url', 'token', 'builder-url', 'cache-key', 'ttl', 'snapshot-ttl', 'keep-alive', 'architecture', 'cpu', 'memory']
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 const ENV_KEY_RE = /^[A-Za-z_][A-Za-z0-9_]*$/
@@ -44,6 +59,8 @@ export type ImageSpec =
   | { kind: 'registry'; reference: string }
   /** A Dockerfile's bare `FROM python:3.12`: a ConTree tag when one exists, else Docker Hub, as `docker build` reads it. */
   | { kind: 'name'; name: string }
+  /** Together: a snapshot by id or `@alias`. */
+  | { kind: 'snapshot'; ref: string }
 
 export interface BuildInputs {
   /** Absolute path of the Dockerfile. */
@@ -86,10 +103,14 @@ export interface RegistryCredentials {
 }
 
 export interface Inputs {
-  provider: 'contree'
+  provider: ProviderName
   /** Base URL without a trailing slash. */
   apiUrl: string
   token: string
+  /** The Together section, when provider is together. */
+  together?: TogetherSettings
+  /** Many runs from one step (`runs`, or `run` over `shards`), when asked for. */
+  fanout?: FanoutPlan
   project?: string
   image?: ImageSpec
   registryCredentials?: RegistryCredentials
@@ -294,24 +315,36 @@ function parseArgv(value: string): string[] {
 
 /** Reads and validates every input. Throws InputError; performs no network I/O. */
 export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
-  const token = core.getInput('token') || env.CONTREE_TOKEN || ''
+  const provider = raw('provider')
+  if (provider !== 'contree' && provider !== 'together') throw new InputError('provider', `"${provider}" is not supported; expected contree or together`)
+  const tokenEnv = provider === 'contree' ? 'CONTREE_TOKEN' : 'TOGETHER_API_KEY'
+  const token = core.getInput('token') || env[tokenEnv] || ''
   // Mask first, so that no later message can leak it.
   if (token) core.setSecret(token)
   const registryPassword = core.getInput('registry-password')
   if (registryPassword) core.setSecret(registryPassword)
   const secrets = parseSecrets(core.getInput('secrets'))
+  refuseOtherProvidersInputs(provider)
 
-  const provider = raw('provider')
-  if (provider !== 'contree') throw new InputError('provider', `"${provider}" is not supported; expected contree`)
   if (!token) {
-    throw new InputError('token', 'is required: set the token input (e.g. token: ${{ secrets.CONTREE_TOKEN }}) or the CONTREE_TOKEN environment variable')
+    throw new InputError('token', `is required: set the token input (e.g. token: \${{ secrets.${tokenEnv} }}) or the ${tokenEnv} environment variable`)
   }
-  const apiUrl = parseApiUrl(core.getInput('api-url') || env.CONTREE_URL || DEFAULT_CONTREE_URL)
-  const project = core.getInput('project') || env.CONTREE_PROJECT || undefined
+  let together: TogetherSettings | undefined
+  let apiUrl: string
+  if (provider === 'together') {
+    together = parseTogetherInputs(Object.fromEntries(TOGETHER_INPUTS.map((name) => [name, core.getInput(name)])), env)
+    const tag = core.getInput('tag')
+    // The common `tag` names the result; on Together that is the snapshot's alias.
+    if (tag) together.alias = tag
+    apiUrl = together.apiUrl
+  } else {
+    apiUrl = parseApiUrl(core.getInput('api-url') || env.CONTREE_URL || DEFAULT_CONTREE_URL)
+  }
+  const project = provider === 'contree' ? core.getInput('project') || env.CONTREE_PROJECT || undefined : undefined
   const workspace = path.resolve(env.GITHUB_WORKSPACE || process.cwd())
 
   const imageValue = core.getInput('image')
-  const image = imageValue ? parseImage(imageValue) : undefined
+  const image = imageValue ? (provider === 'together' ? parseTogetherImage(imageValue) : parseImage(imageValue)) : undefined
   const registryUsername = core.getInput('registry-username')
   if (registryPassword && !registryUsername) {
     throw new InputError('registry-username', 'is required when registry-password is set')
@@ -367,14 +400,15 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
     ? { paths: uploadList.map((item) => resolveInWorkspace('upload', workspace, item, 'any')), root: workspace, to: uploadTo }
     : undefined
 
+  const runs = core.getInput('runs')
   let run: RunInputs | undefined
-  if (command) {
+  if (command || runs) {
     if (!image && !build) {
       throw new InputError('image', 'is required to run a command: an image UUID, tag:NAME, a registry reference, or set dockerfile to build one')
     }
     const cwd = cwdValue ? absoluteSandboxPath('cwd', cwdValue) : upload ? uploadTo : undefined
     run = {
-      ...(shell ? { command } : (() => { const argv = parseArgv(command); return { command: argv[0] as string, args: argv.slice(1) } })()),
+      ...(!command ? { command: '' } : shell ? { command } : (() => { const argv = parseArgv(command); return { command: argv[0] as string, args: argv.slice(1) } })()),
       shell,
       env: env_,
       ...(cwd ? { cwd } : {}),
@@ -386,11 +420,18 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
   } else if (!build && image && image.kind !== 'registry') {
     throw new InputError('run', `is empty: image "${imageValue}" already exists, so there is nothing to do (set run, or dockerfile to build)`)
   }
+  const fanout = planFanout(
+    { runs, shards: core.getInput('shards'), maxParallel: raw('max-parallel'), failFast: parseBoolean('fail-fast') },
+    command && run ? { command: run.command, shell: run.shell, ...(run.args ? { args: run.args } : {}) } : undefined,
+    env_,
+  )
 
   return {
-    provider: 'contree',
+    provider,
     apiUrl,
     token,
+    ...(together ? { together } : {}),
+    ...(fanout ? { fanout } : {}),
     ...(project ? { project } : {}),
     ...(image ? { image } : {}),
     ...(registryCredentials ? { registryCredentials } : {}),
@@ -407,6 +448,33 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
     outputLimitBytes,
     workspace,
   }
+}
+
+/** An input of the other provider, set to anything but its default, is an error rather than ignored. */
+function refuseOtherProvidersInputs(provider: ProviderName): void {
+  for (const [owner, names] of Object.entries(PROVIDER_ONLY) as [ProviderName, readonly string[]][]) {
+    if (owner === provider) continue
+    for (const name of names) {
+      const value = core.getInput(name)
+      const preset = (INPUT_DEFAULTS as Record<string, string>)[name] ?? ''
+      if (value !== '' && value !== preset) {
+        throw new InputError(name, `is a ${owner === 'contree' ? 'ConTree' : 'Together Sandbox'} input; it has no meaning with provider: ${provider}`)
+      }
+    }
+  }
+}
+
+/**
+ * The `image` input on Together: an existing snapshot (its id, or `@alias`), or a registry reference
+ * that names its registry, built through the remote builder. A bare name is refused, as on ConTree.
+ */
+export function parseTogetherImage(value: string): ImageSpec {
+  if (UUID_RE.test(value) || /^@\S+$/.test(value)) return { kind: 'snapshot', ref: value }
+  if (namesRegistry(value)) return { kind: 'registry', reference: checkedReference(value) }
+  throw new InputError(
+    'image',
+    `"${value}" is not a snapshot id, an @alias, or a registry reference that names its registry (e.g. docker.io/library/${value.replace(/^library\//, '')})`,
+  )
 }
 
 function parseDeadline(value: string, timeoutSeconds: number): number {

@@ -1,28 +1,45 @@
 /**
- * The main step: validate inputs, prepare the image (resolve, import or build), place the uploaded
- * files, run the command with its output streamed live, then report. After a failure, what is known
- * (outputs, the summary row) is written first, then remote work still running is cancelled, and only
- * then the step fails; the first error is the one the step reports.
+ * The main step: validate inputs, prepare the image (resolve, import or build — the provider's way),
+ * run the command (or many, a fan-out) with its output streamed live, then report. After a failure,
+ * what is known (outputs, the summary row) is written first, then remote work still running is
+ * cancelled, and only then the step fails; the first error is the one the step reports. main never
+ * names a vendor: the provider factory does.
  */
 import * as core from '@actions/core'
 import { installCancellation, RemoteWorkRegistry } from './cancel.ts'
 import { errorMessage } from './errors.ts'
 import { exitAfterFlush } from './exit.ts'
-import { ImageCache, prepareImage, type PreparedImage, type ReportedOperation } from './image.ts'
+import { fanoutOutputs } from './fanout/outputs.ts'
+import type { FanoutTask } from './fanout/plan.ts'
+import { runMany } from './fanout/run-many.ts'
+import { renderFanoutSummary } from './fanout/summary.ts'
 import { getInputs, type Inputs } from './inputs.ts'
-import { inLogGroup } from './operation-group.ts'
 import { judge } from './outcome.ts'
 import { deferDebug, flushDebug } from './output/deferred-debug.ts'
 import { RemoteLog, reportFailure } from './output/remote-log.ts'
 import { say } from './output/say.ts'
 import { renderRunSummary, writeSummary } from './output/summary.ts'
 import { createProvider } from './providers/factory.ts'
-import { isTerminal, OperationInterruptedError, toSandboxFiles, type OperationOutcome, type Provider } from './providers/types.ts'
+import {
+  isTerminal,
+  OperationInterruptedError,
+  type FilePlacement,
+  type ImageRequest,
+  type LogGroup,
+  type LogGroups,
+  type OperationOutcome,
+  type OutputSink,
+  type PreparedImage,
+  type Provider,
+  type ProviderContext,
+  type RunOutcome,
+  type RunRequest,
+  type StepReport,
+} from './providers/types.ts'
 import { markMainStarted, saveLiveWork, type LiveWork } from './state.ts'
-import { StreamTally } from './stream-tally.ts'
 import { collectUploads } from './upload.ts'
 
-/** DELETE budget per operation inside the runner's 7.5 s SIGINT grace. */
+/** DELETE budget per piece of work inside the runner's 7.5 s SIGINT grace. */
 const CANCEL_TIMEOUT_MS = 3000
 /**
  * Tuning knob (not an input): silence on an event stream before it counts as dead and is resumed.
@@ -32,6 +49,11 @@ const EVENTS_IDLE_TIMEOUT_ENV = 'SANDBOX_ACTION_EVENTS_IDLE_TIMEOUT_MS'
 
 export interface MainDeps {
   exit: (code: number) => void
+}
+
+/** What the summary reports: the provider's operations and sections, the run, a fan-out table. */
+interface RunReport extends StepReport {
+  fanout?: string
 }
 
 export async function run(deps: MainDeps = { exit: (code) => void exitAfterFlush(code) }): Promise<void> {
@@ -47,27 +69,24 @@ export async function run(deps: MainDeps = { exit: (code) => void exitAfterFlush
   const controller = new AbortController()
   const registry = new RemoteWorkRegistry(saveLiveWork)
   const idleTimeout = Number(process.env[EVENTS_IDLE_TIMEOUT_ENV])
-  const provider = createProvider({
-    provider: inputs.provider,
-    apiUrl: inputs.apiUrl,
-    token: inputs.token,
-    ...(inputs.project ? { project: inputs.project } : {}),
+  const provider = createProvider(inputs, {
     registry,
-    // The follower talks while a stop-commands window is open; its lines are printed once it closes.
+    // The followers talk while a stop-commands window is open; their lines are printed once it closes.
     debug: deferDebug,
     ...(Number.isFinite(idleTimeout) && idleTimeout > 0 ? { eventsIdleTimeoutMs: idleTimeout } : {}),
   })
   const cancelRemote = (work: LiveWork): Promise<string> => provider.cancel(work, CANCEL_TIMEOUT_MS)
   const cancellation = installCancellation({ registry, cancelRemote, controller, exit: deps.exit })
   const log = new RemoteLog()
-  const report: RunReport = { operations: [] }
+  const report: RunReport = { operations: [], sections: [] }
+  const ctx: ProviderContext = { log, signal: controller.signal, registry, report, debug: deferDebug }
 
   let failure: { error: unknown } | undefined
   try {
-    const image = await prepareImage({ inputs, provider, log, signal: controller.signal, report, cache: new ImageCache(inputs, provider) })
-    report.image = image
+    const image = await provider.prepareImage(imageRequest(inputs), ctx)
     setImageOutputs(image)
-    if (inputs.run) await runCommand(inputs, provider, image, log, controller.signal, report)
+    if (inputs.fanout) await runFanout(inputs, provider, image, ctx, registry, cancelRemote)
+    else if (inputs.run) await runCommand(inputs, provider, image, ctx)
   } catch (error) {
     failure = { error }
   }
@@ -78,18 +97,18 @@ export async function run(deps: MainDeps = { exit: (code) => void exitAfterFlush
     await cancellation.settled()
     recordCancelled(registry.all(), report)
     core.setFailed(`The job was cancelled (${cancellation.signal}); remote work still running was cancelled.`)
-    if (inputs.summary) await tryWriteSummary(inputs, report)
+    if (inputs.summary) await tryWriteSummary(provider, inputs, report)
   } else if (failure) {
     // Failure persistence: what is known is written before any cleanup can go wrong or hang.
     recordInterrupted(failure.error, report)
-    if (inputs.summary) await tryWriteSummary(inputs, report)
+    if (inputs.summary) await tryWriteSummary(provider, inputs, report)
     if (registry.live().length > 0) {
-      say(`Cancelling ${registry.live().length} remote operation(s) the failed step left running.`)
+      say(`Cancelling ${registry.live().length} piece(s) of remote work the failed step left running.`)
       await registry.cancelAll(cancelRemote)
     }
     core.setFailed(errorMessage(failure.error))
   } else if (inputs.summary) {
-    await tryWriteSummary(inputs, report)
+    await tryWriteSummary(provider, inputs, report)
   }
   cancellation.dispose()
   // The summary write above awaits, and a signal may land there; after dispose() the default
@@ -100,11 +119,34 @@ export async function run(deps: MainDeps = { exit: (code) => void exitAfterFlush
   }
 }
 
+/** What to prepare, in the provider's terms: a build, a registry image, or an image the service holds. */
+function imageRequest(inputs: Inputs): ImageRequest {
+  const deadlineMs = inputs.deadlineSeconds * 1000
+  if (inputs.build) {
+    const { dockerfile, context, buildArgs, target } = inputs.build
+    return { kind: 'build', dockerfile, context, buildArgs, ...(target ? { target } : {}), noCache: inputs.noCache, deadlineMs }
+  }
+  const spec = inputs.image
+  if (!spec) throw new Error('internal: no image to prepare')
+  switch (spec.kind) {
+    case 'registry':
+      return { kind: 'image', reference: spec.reference, noCache: inputs.noCache, deadlineMs }
+    case 'uuid':
+      return { kind: 'existing', ref: spec.uuid }
+    case 'tag':
+      return { kind: 'existing', ref: `tag:${spec.tag}` }
+    case 'snapshot':
+      return { kind: 'existing', ref: spec.ref }
+    case 'name':
+      return { kind: 'image', reference: spec.name, noCache: inputs.noCache, deadlineMs }
+  }
+}
+
 /** Outputs and summary rows for work a signal cut short, so later steps see what happened. */
 function recordCancelled(work: readonly LiveWork[], report: RunReport): void {
   core.setOutput('status', 'CANCELLED')
   const run = work.find((item) => item.label === 'run')
-  if (run) core.setOutput('operation-uuid', run.id)
+  if (run) core.setOutput(run.provider === 'contree' ? 'operation-uuid' : `${run.kind}-id`, run.id)
   for (const item of work) {
     if (report.operations.some(({ outcome }) => outcome.operationId === item.id)) continue
     report.operations.push({ label: item.label, outcome: unfinished(item.id, 'CANCELLED', 'the job was cancelled'), expectsExitCode: false })
@@ -128,109 +170,150 @@ function unfinished(operationId: string, status: OperationOutcome['status'], err
   return { operationId, status, exitCode: null, timedOut: false, error, resultImage: null, durationMs: 0 }
 }
 
-export interface RunReport {
-  image?: PreparedImage
-  operations: ReportedOperation[]
-  buildSummary?: string
-}
-
 function setImageOutputs(image: PreparedImage): void {
-  core.setOutput('image-uuid', image.uuid)
+  core.setOutput('image-id', image.id)
   core.setOutput('digest', image.digest ?? '')
   core.setOutput('cache-hit', String(image.cacheHit))
   core.setOutput('tag', image.tag ?? '')
+  for (const [name, value] of Object.entries(image.outputs)) core.setOutput(name, value)
 }
 
-function setRunOutputs(outcome: OperationOutcome): void {
-  core.setOutput('operation-uuid', outcome.operationId)
+function setRunOutputs(outcome: RunOutcome): void {
   core.setOutput('status', outcome.status)
   core.setOutput('exit-code', outcome.exitCode === null ? '' : String(outcome.exitCode))
-  core.setOutput('result-image-uuid', outcome.resultImage ?? '')
   core.setOutput('duration', (outcome.durationMs / 1000).toFixed(3))
   core.setOutput('timed-out', String(outcome.timedOut))
+  for (const [name, value] of Object.entries(outcome.outputs)) core.setOutput(name, value)
 }
 
-async function runCommand(
-  inputs: Inputs,
-  provider: Provider,
-  image: PreparedImage,
-  log: RemoteLog,
-  signal: AbortSignal,
-  report: RunReport,
-): Promise<void> {
+/** The run request the inputs describe (without the command, which a fan-out sets per run). */
+function baseRunRequest(inputs: Inputs, uploads: FilePlacement | undefined): Omit<RunRequest, 'command' | 'shell'> {
+  const run = inputs.run
+  if (!run) throw new Error('internal: no run inputs')
+  return {
+    env: run.env,
+    ...(run.cwd ? { cwd: run.cwd } : {}),
+    timeoutSeconds: run.timeoutSeconds,
+    ...(uploads ? { uploads } : {}),
+    keepAlive: inputs.together?.keepAlive ?? false,
+    deadlineMs: inputs.deadlineSeconds * 1000,
+    disposable: run.disposable,
+    outputLimitBytes: inputs.outputLimitBytes,
+  }
+}
+
+/** One outcome in the action's report shape. */
+function asOperation(outcome: RunOutcome): OperationOutcome {
+  return {
+    operationId: outcome.id,
+    status: outcome.status,
+    exitCode: outcome.exitCode,
+    timedOut: outcome.timedOut,
+    error: outcome.error,
+    resultImage: outcome.resultImage ?? null,
+    durationMs: outcome.durationMs,
+    ...(outcome.notices ? { notices: outcome.notices } : {}),
+  }
+}
+
+async function runCommand(inputs: Inputs, provider: Provider, image: PreparedImage, ctx: ProviderContext): Promise<void> {
   const run = inputs.run
   if (!run) return
-  let files = {}
-  if (inputs.upload) {
-    const placement = await collectUploads(inputs.upload)
-    const stored = await provider.ensureFiles(
-      Object.values(placement).map((entry) => entry.file),
-      signal,
-    )
-    core.info(
-      `Upload: ${Object.keys(placement).length} file(s) under ${inputs.upload.to}; ${stored.uploaded} new (${stored.uploadedBytes} bytes), the rest already on the service.`,
-    )
-    files = toSandboxFiles(placement, stored.ids)
-  }
-
-  const display = run.shell ? run.command : JSON.stringify([run.command, ...(run.args ?? [])])
-  // Like `docker run`: a built image's USER runs the command, through the spawn's own uid/gid.
-  const defaults = image.runDefaults
-  const judging = { timeoutSeconds: run.timeoutSeconds, expectsExitCode: true }
-  let tally: StreamTally | undefined
-  const { outcome, group } = await inLogGroup(log, `Run: ${firstLine(display)}`, 'run', judging, (group) => {
-    // In debug runs, account for every remote byte so a log can prove nothing was lost or repeated.
-    tally = core.isDebug() ? new StreamTally(group) : undefined
-    return provider.run(
-      {
-        image: image.uuid,
-        command: run.command,
-        shell: run.shell,
-        ...(run.args ? { args: run.args } : {}),
-        // Like `docker run`: a built image's ENV and WORKDIR apply unless the inputs say otherwise.
-        env: { ...defaults?.env, ...run.env },
-        ...(run.cwd ? { cwd: run.cwd } : defaults ? { cwd: defaults.cwd } : {}),
-        ...(defaults && (defaults.uid !== 0 || defaults.gid !== 0) ? { uid: defaults.uid, gid: defaults.gid } : {}),
-        timeoutSeconds: run.timeoutSeconds,
-        disposable: run.disposable,
-        files,
-        outputLimitBytes: inputs.outputLimitBytes,
-      },
-      tally ?? group,
-      { label: 'run', signal, deadlineMs: inputs.deadlineSeconds * 1000 },
-    )
-  })
-  if (tally) core.debug(`Remote output of operation ${outcome.operationId}: ${tally.describe()}`)
-  report.operations.push({ label: 'run', outcome, expectsExitCode: true })
+  const uploads = inputs.upload ? await collectUploads(inputs.upload) : undefined
+  const outcome = await provider.run(
+    image,
+    { ...baseRunRequest(inputs, uploads), command: run.command, shell: run.shell, ...(run.args ? { args: run.args } : {}) },
+    ctx,
+  )
+  ctx.report.operations.push({ label: 'run', outcome: asOperation(outcome), expectsExitCode: true })
   // Failure persistence: outputs first, so a later step sees them whatever happens next.
   setRunOutputs(outcome)
 
-  const verdict = judge(outcome, 'The command', judging)
+  const judging = { timeoutSeconds: run.timeoutSeconds, expectsExitCode: true }
+  const verdict = judge(asOperation(outcome), 'The command', judging)
   if (verdict.ok) return
   if (verdict.kind === 'command' && outcome.exitCode !== null && !outcome.timedOut && !inputs.failOnExitCode) {
     core.info(`${verdict.message}. fail-on-exit-code is false, so the step continues.`)
     return
   }
-  reportFailure(group.tail(), verdict.message)
+  reportFailure(outcome.tail, verdict.message)
   throw new Error(verdict.message)
 }
 
-function firstLine(text: string): string {
-  const line = text.split('\n', 1)[0] ?? ''
-  const more = text.includes('\n') ? ' …' : ''
-  return line.length > 120 ? `${line.slice(0, 119)}…` : `${line}${more}`
+/**
+ * A log for one fan-out run: the provider opens "its group" on it, and the bytes go to the run's
+ * buffer, which the fan-out writes as one real group when the run has ended (with its own status line).
+ */
+function bufferedLog(sink: OutputSink): LogGroups {
+  return {
+    open: (): LogGroup => ({
+      write: (stream, chunk) => sink.write(stream, chunk),
+      ready: () => sink.ready?.(),
+      note: (text) => sink.note?.(text),
+      end: () => undefined,
+      tail: () => [],
+    }),
+    reportFailure: (_lines, message) => message,
+  }
 }
 
-async function tryWriteSummary(inputs: Inputs, report: RunReport): Promise<void> {
+async function runFanout(
+  inputs: Inputs,
+  provider: Provider,
+  image: PreparedImage,
+  ctx: ProviderContext,
+  registry: RemoteWorkRegistry,
+  cancelRemote: (work: LiveWork) => Promise<string>,
+): Promise<void> {
+  const plan = inputs.fanout
+  const run = inputs.run
+  if (!plan || !run) return
+  const uploads = inputs.upload ? await collectUploads(inputs.upload) : undefined
+  const base = baseRunRequest(inputs, uploads)
+  const runOne = async (task: FanoutTask, sink: OutputSink, signal: AbortSignal): Promise<OperationOutcome> => {
+    const request: RunRequest = { ...base, command: task.command, shell: task.shell, ...(task.args ? { args: task.args } : {}), env: task.env, label: task.label }
+    try {
+      return asOperation(await provider.run(image, request, { ...ctx, log: bufferedLog(sink), signal }))
+    } catch (error) {
+      // Stopped by fail-fast (not by the job's signal, whose handler cancels everything): its remote
+      // work is still running and must be cancelled here.
+      if (signal.aborted && !ctx.signal.aborted) await registry.cancelWhere((work) => work.label === task.label || work.label.startsWith(`${task.label} (`), cancelRemote)
+      throw error
+    }
+  }
+  const result = await runMany({
+    tasks: plan.tasks,
+    maxParallel: plan.maxParallel,
+    failFast: plan.failFast,
+    runOne,
+    log: ctx.log as RemoteLog,
+    signal: ctx.signal,
+    judging: { timeoutSeconds: run.timeoutSeconds, expectsExitCode: true },
+    failOnExitCode: inputs.failOnExitCode,
+  })
+  const outputs = fanoutOutputs(result.results, result.stoppedBy)
+  core.setOutput('status', outputs.status)
+  core.setOutput('results', outputs.results)
+  ;(ctx.report as RunReport).fanout = renderFanoutSummary({
+    provider: inputs.provider,
+    endpoint: provider.endpoint,
+    results: result.results,
+    counts: result.counts,
+    stoppedBy: result.stoppedBy,
+  })
+  if (result.failure !== null) throw new Error(result.failure)
+}
+
+async function tryWriteSummary(provider: Provider, inputs: Inputs, report: RunReport): Promise<void> {
   try {
-    const parts: string[] = []
-    if (report.buildSummary) parts.push(report.buildSummary)
+    const parts: string[] = [...report.sections]
+    if (report.fanout) parts.push(report.fanout)
     if (report.operations.length) {
       parts.push(
         renderRunSummary({
           title: 'Remote sandbox operations',
-          provider: inputs.provider,
-          endpoint: inputs.apiUrl,
+          provider: provider.name,
+          endpoint: provider.endpoint,
           operations: report.operations.map(({ label, outcome, expectsExitCode }) => ({
             label,
             operationId: outcome.operationId,

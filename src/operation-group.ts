@@ -8,17 +8,17 @@ import { flushDebug } from './output/deferred-debug.ts'
 import { warn } from './output/say.ts'
 import { statusLine, type JudgeOptions } from './outcome.ts'
 import { formatDuration } from './output/format.ts'
-import type { RemoteLog, RemoteLogGroup } from './output/remote-log.ts'
+import type { LogGroup, LogGroups } from './providers/types.ts'
 import type { OperationOutcome } from './providers/types.ts'
 
 export async function inLogGroup(
-  log: RemoteLog,
+  log: LogGroups,
   title: string,
   /** Short name used in the status line, e.g. "run". */
   what: string,
   judging: JudgeOptions,
-  operate: (group: RemoteLogGroup) => Promise<OperationOutcome>,
-): Promise<{ outcome: OperationOutcome; group: RemoteLogGroup }> {
+  operate: (group: LogGroup) => Promise<OperationOutcome>,
+): Promise<{ outcome: OperationOutcome; group: LogGroup }> {
   const group = log.open(title)
   let outcome: OperationOutcome
   try {

@@ -5,7 +5,7 @@
  */
 import * as core from '@actions/core'
 import { errorMessage } from './errors.ts'
-import { createProvider, TOKEN_ENV } from './providers/factory.ts'
+import { createCleanupProvider, TOKEN_ENV } from './providers/factory.ts'
 import { readLiveWork, type LiveWork, type ProviderName } from './state.ts'
 
 /** The post step runs inside the job's cancel window; stay well within it. */
@@ -45,7 +45,7 @@ async function settle(work: LiveWork, signal: AbortSignal): Promise<void> {
   }
   core.setSecret(token)
   try {
-    const provider = createProvider({ provider: work.provider, apiUrl: work.endpoint, token, ...(work.project ? { project: work.project } : {}) })
+    const provider = createCleanupProvider(work, token)
     const alive = await provider.isAlive(work, signal)
     if (alive === false) {
       core.info(`${what} already ended.`)

@@ -5,9 +5,9 @@
  * points out is an error, as in a build context).
  */
 import * as path from 'node:path'
-import { resolveSources } from './build/context.ts'
-import { formatMode } from './build/copy-plan.ts'
-import { createIgnoreMatcher } from './build/dockerignore.ts'
+import { resolveSources } from './dockerfile/context.ts'
+import { formatMode } from './providers/contree/build/copy-plan.ts'
+import { createIgnoreMatcher } from './dockerfile/dockerignore.ts'
 import { InputError, errorMessage } from './errors.ts'
 import type { UploadInputs } from './inputs.ts'
 import type { FilePlacement } from './providers/types.ts'

@@ -1,40 +1,70 @@
 /**
  * The one place that turns a provider name into a provider: main and post never name a vendor.
  */
-import type { RemoteWorkRegistry } from '../cancel.ts'
-import type { ProviderName } from '../state.ts'
+import type { Inputs } from '../inputs.ts'
+import type { LiveWork, ProviderName } from '../state.ts'
 import { USER_AGENT } from '../version.ts'
 import { ContreeProvider } from './contree/provider.ts'
-import type { Provider } from './types.ts'
+import { settingsForCleanup } from './together/inputs.ts'
+import { TogetherProvider } from './together/provider.ts'
+import type { LiveWorkRegistry, Provider } from './types.ts'
 
-export interface ProviderConnection {
-  provider: ProviderName
-  /** The service's API base URL. */
-  apiUrl: string
-  token: string
-  project?: string
-  /** Where started work is recorded; the post step, which starts none, passes none. */
-  registry?: RemoteWorkRegistry
+export interface ProviderMachinery {
+  /** Where started work is recorded. */
+  registry?: LiveWorkRegistry
   debug?: (message: string) => void
   eventsIdleTimeoutMs?: number
 }
 
-export function createProvider(connection: ProviderConnection): Provider {
-  switch (connection.provider) {
+/** The provider the inputs name, configured by its own section of them. */
+export function createProvider(inputs: Inputs, machinery: ProviderMachinery = {}): Provider {
+  switch (inputs.provider) {
     case 'contree':
       return new ContreeProvider({
-        apiUrl: connection.apiUrl,
-        token: connection.token,
-        ...(connection.project ? { project: connection.project } : {}),
+        inputs,
         userAgent: USER_AGENT,
-        ...(connection.registry ? { registry: connection.registry } : {}),
-        ...(connection.debug ? { debug: connection.debug } : {}),
-        ...(connection.eventsIdleTimeoutMs ? { eventsIdleTimeoutMs: connection.eventsIdleTimeoutMs } : {}),
+        ...(machinery.registry ? { registry: machinery.registry } : {}),
+        ...(machinery.debug ? { debug: machinery.debug } : {}),
+        ...(machinery.eventsIdleTimeoutMs ? { eventsIdleTimeoutMs: machinery.eventsIdleTimeoutMs } : {}),
       })
     case 'together':
-      throw new Error('the Together Sandbox provider is not available yet')
+      if (!inputs.together) throw new Error('internal: provider together without its settings')
+      return new TogetherProvider({ settings: inputs.together, userAgent: USER_AGENT, workspace: inputs.workspace })
   }
 }
 
 /** Where each provider's token comes from when the input is empty (also in post, which has no inputs object). */
 export const TOKEN_ENV: Readonly<Record<ProviderName, string>> = { contree: 'CONTREE_TOKEN', together: 'TOGETHER_API_KEY' }
+
+/**
+ * A provider able to inspect and cancel one piece of work recorded in step state (the post step):
+ * every such call names the work's own endpoint, so only the token is needed.
+ */
+export function createCleanupProvider(work: LiveWork, token: string): Provider {
+  switch (work.provider) {
+    case 'contree':
+      return new ContreeProvider({
+        inputs: cleanupInputs(work, token),
+        userAgent: USER_AGENT,
+      })
+    case 'together':
+      return new TogetherProvider({ settings: settingsForCleanup(token, work.endpoint), userAgent: USER_AGENT, workspace: process.cwd() })
+  }
+}
+
+function cleanupInputs(work: LiveWork, token: string): Inputs {
+  return {
+    provider: 'contree',
+    apiUrl: work.endpoint,
+    token,
+    ...(work.project ? { project: work.project } : {}),
+    noCache: false,
+    cache: false,
+    failOnExitCode: true,
+    summary: false,
+    timeoutSeconds: 60,
+    deadlineSeconds: 60,
+    outputLimitBytes: 1024,
+    workspace: process.cwd(),
+  }
+}

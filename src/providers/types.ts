@@ -1,10 +1,13 @@
-import type { Platform } from '../registry/image-config.ts'
-
 /**
- * The provider boundary: the action's own language for remote work. Vendor wire types stay inside
- * providers/<name>/; everything outside speaks these types.
+ * The provider boundary: the action's own language for remote work (design.md "Two services, one
+ * action"). A provider owns how its service builds an image and how it places and runs a command;
+ * main and post only ask for an image, a run, and the cancellation of live work. Vendor wire types and
+ * vendor words stay inside providers/<name>/.
  */
-import type { LiveWork } from '../state.ts'
+import type { RemoteWorkRegistry } from '../cancel.ts'
+import type { LiveWork, ProviderName } from '../state.ts'
+
+export type { LiveWork, ProviderName }
 
 export type OperationStatus = 'PENDING' | 'ASSIGNED' | 'EXECUTING' | 'SUCCESS' | 'FAILED' | 'CANCELLED'
 
@@ -12,36 +15,6 @@ export const TERMINAL_STATUSES: ReadonlySet<OperationStatus> = new Set(['SUCCESS
 
 export function isTerminal(status: string): boolean {
   return TERMINAL_STATUSES.has(status as OperationStatus)
-}
-
-/** A file already stored on the service, placed at an absolute path in the sandbox. */
-export interface SandboxFile {
-  uuid: string
-  /** Octal string, e.g. "0644". */
-  mode: string
-  uid: number
-  gid: number
-}
-
-export interface RunRequest {
-  /** Image UUID (already resolved). */
-  image: string
-  /** Shell expression when `shell` is true, else the executable. */
-  command: string
-  shell: boolean
-  args?: string[]
-  env?: Record<string, string>
-  cwd?: string
-  timeoutSeconds?: number
-  disposable: boolean
-  files?: Record<string, SandboxFile>
-  /** The process's user and group ids (the image's USER); the service default (root) when absent. */
-  uid?: number
-  gid?: number
-  /** Bytes of stdout and of stderr the service keeps (and streams) before it drops the rest. */
-  outputLimitBytes?: number
-  /** False: the command runs without network access (`RUN --network=none`). */
-  network?: boolean
 }
 
 /** What became of one remote operation, as far as the action cares. */
@@ -82,31 +55,6 @@ export interface LocalFile {
 /** Files to place in the sandbox: absolute sandbox path → local file, mode and owner. */
 export type FilePlacement = Record<string, { file: LocalFile; mode: string; uid: number; gid: number }>
 
-/** Turns placements into the run request's file map once the service holds every file. */
-export function toSandboxFiles(placement: FilePlacement, ids: ReadonlyMap<string, string>): Record<string, SandboxFile> {
-  const files: Record<string, SandboxFile> = {}
-  for (const [sandboxPath, { file, mode, uid, gid }] of Object.entries(placement)) {
-    const uuid = ids.get(file.sha256)
-    if (!uuid) throw new Error(`internal: ${file.absPath} (${file.sha256}) was not stored before use`)
-    files[sandboxPath] = { uuid, mode, uid, gid }
-  }
-  return files
-}
-
-/** Called the moment a remote operation exists, before anything else happens to it. */
-export type OperationStarted = (operationId: string) => void
-
-export interface StartOptions {
-  /** Human label for logs and the state file: "run", "import python:3.12", "step 2/5". */
-  label: string
-  signal?: AbortSignal
-  /**
-   * How long the operation may take from the moment it is created, queue time included. Past it the
-   * action stops waiting, cancels the operation and fails with an {@link OperationInterruptedError}.
-   */
-  deadlineMs?: number
-}
-
 /**
  * An operation exists on the service, but the action lost track of it before it ended: a stream it
  * could not read, its deadline, an unexpected answer. The caller records what is known and cancels it.
@@ -126,50 +74,130 @@ export class OperationInterruptedError extends Error {
   }
 }
 
-/**
- * What the action asks of a sandbox service, in the action's own terms. One implementation per
- * service under providers/<name>/.
- */
+/** Where a provider records live work the moment its id exists, and marks it done once it ended. */
+export type LiveWorkRegistry = Pick<RemoteWorkRegistry, 'add' | 'finish'>
+
+/** One log group: remote output goes in (behind a stop-commands window), a status line closes it. */
+export interface LogGroup extends OutputSink {
+  note(text: string): void
+  end(status: string): void
+  /** The last printed lines, for a failure report outside the (collapsed) group. */
+  tail(): string[]
+}
+
+/** Where a provider prints its groups: the step's log, or a fan-out run's buffer. */
+export interface LogGroups {
+  open(title: string): LogGroup
+  /** Repeats `lines` outside any group and returns `message` ready for one annotation. */
+  reportFailure(lines: readonly string[], message: string): string
+}
+
+/** One remote operation for the run summary, with what its words need. */
+export interface ReportedOperation {
+  label: string
+  outcome: OperationOutcome
+  /** A command ran (run, build step): a missing exit code means it was killed. Imports have none. */
+  expectsExitCode: boolean
+}
+
+/** What a provider adds to the job summary beyond the run itself. */
+export interface StepReport {
+  operations: ReportedOperation[]
+  /** Markdown sections, e.g. a build's step table. */
+  sections: string[]
+}
+
+/** The shared machinery a provider works with. */
+export interface ProviderContext {
+  /** `log.open(title)` → a group per remote build step, import or command. */
+  log: LogGroups
+  /** Aborted on SIGINT/SIGTERM: stop waiting. A create already in flight is never cut off. */
+  signal: AbortSignal
+  registry: LiveWorkRegistry
+  report: StepReport
+  debug(message: string): void
+}
+
+export type ImageRequest =
+  | {
+      kind: 'build'
+      /** Absolute paths. */
+      dockerfile: string
+      context: string
+      buildArgs: Record<string, string>
+      target?: string
+      noCache: boolean
+      /** Bound on the whole build, from submit to a usable image. */
+      deadlineMs?: number
+    }
+  /** A registry reference, e.g. docker.io/library/python:3.12. */
+  | { kind: 'image'; reference: string; noCache: boolean; deadlineMs?: number }
+  /** An image the service already holds, named as the service names it (ConTree: UUID or tag; Together: snapshot id or @alias). */
+  | { kind: 'existing'; ref: string }
+
+export interface PreparedImage {
+  /** What a run starts from (ConTree: the image UUID; Together: the snapshot id). */
+  id: string
+  /** The digest it was built or resolved from, when known. */
+  digest?: string
+  cacheHit: boolean
+  /** The name given to it (ConTree tag, Together alias), when one was. */
+  tag?: string
+  /** Step outputs, e.g. image-uuid, snapshot-id, image-ref, build-id. */
+  outputs: Record<string, string>
+  /** What a command in this image starts with when the run does not say (a build's final ENV, WORKDIR, USER). */
+  defaults?: { env: Record<string, string>; cwd: string; uid: number; gid: number }
+}
+
+export interface RunRequest {
+  /** A shell expression when `shell`, else the executable. */
+  command: string
+  shell: boolean
+  args?: string[]
+  env: Record<string, string>
+  cwd?: string
+  timeoutSeconds: number
+  uploads?: FilePlacement
+  /** Leave the sandbox running after the step (a preview); it is then never terminated by the action. */
+  keepAlive: boolean
+  /** The service terminates the sandbox by itself after this long. */
+  ttlSeconds?: number
+  /** Bound on the whole run from the sandbox's creation, start-up included. */
+  deadlineMs: number
+  /** Group title and label in state and summaries (default "Run: <command>" and "run"). */
+  title?: string
+  label?: string
+  /** ConTree: discard the sandbox filesystem afterwards. */
+  disposable?: boolean
+  /** ConTree: bytes of stdout and of stderr the service keeps. */
+  outputLimitBytes?: number
+}
+
+export interface RunOutcome {
+  status: 'SUCCESS' | 'FAILED' | 'CANCELLED'
+  exitCode: number | null
+  timedOut: boolean
+  error: string | null
+  durationMs: number
+  /** Step outputs, e.g. sandbox-id, exec-id. */
+  outputs: Record<string, string>
+  /** The last lines of the command's output, for a failure report outside its (collapsed) group. */
+  tail: string[]
+  /** The remote id of what ran (ConTree operation, Together sandbox), for summaries. */
+  id: string
+  /** ConTree: the sandbox filesystem after the run, unless disposable. */
+  resultImage?: string | null
+  notices?: string[]
+}
+
 export interface Provider {
-  readonly name: string
-  /**
-   * Who the token acts for, as the service names it (never the token or anything derived from it):
-   * cache entries are scoped by it so two accounts on one endpoint never share image ids.
-   */
-  accountId(signal?: AbortSignal): Promise<string>
-  /** The platform the service's sandboxes run (registry images are read for it; Dockerfiles build for it). */
-  readonly platform: Platform
-  /** UUID of an existing image: a UUID is checked, a tag is looked up exactly (never by prefix). Null when absent. */
-  findImage(ref: { uuid: string } | { tag: string }, signal?: AbortSignal): Promise<string | null>
-  imageExists(uuid: string, signal?: AbortSignal): Promise<boolean>
-  tagImage(uuid: string, tag: string, signal?: AbortSignal): Promise<void>
-  /**
-   * Makes sure the service holds these files; uploads only what it lacks. Returns sha256 → remote
-   * file id. Files in `known` (ids remembered from an earlier successful build) are not probed.
-   */
-  ensureFiles(
-    files: readonly LocalFile[],
-    signal?: AbortSignal,
-    known?: ReadonlyMap<string, string>,
-  ): Promise<{ ids: Map<string, string>; uploaded: number; uploadedBytes: number; probed: number }>
-  /** Stores bytes fetched elsewhere (e.g. `ADD <url>`), returning the remote file id. */
-  storeBytes(bytes: Uint8Array, signal?: AbortSignal): Promise<string>
-  /** The bytes of one file of an image; null when it has no such file. */
-  readImageFile(image: string, path: string, signal?: AbortSignal): Promise<Uint8Array | null>
-  /** A tar stream of a path (file or directory) of an image, member names relative to "/"; null when absent. */
-  readImageTree(image: string, path: string, signal?: AbortSignal): Promise<AsyncIterable<Uint8Array> | null>
-  /** Runs a command, streaming its output to `sink`, until the operation ends. */
-  run(request: RunRequest, sink: OutputSink, options: StartOptions): Promise<OperationOutcome>
-  /** Imports a registry image, streaming progress to `sink`. */
-  importImage(
-    request: { reference: string; credentials?: { username: string; password: string }; tag?: string },
-    sink: OutputSink,
-    options: StartOptions,
-  ): Promise<OperationOutcome>
-  /** Current status of an operation; null when the service does not know it. */
-  operationStatus(operationId: string, signal?: AbortSignal): Promise<OperationStatus | null>
-  /** Asks the service to stop a piece of live work. Resolves to a short description of what happened. */
+  readonly name: ProviderName
+  /** The service's base URL, for summaries. */
+  readonly endpoint: string
+  prepareImage(request: ImageRequest, ctx: ProviderContext): Promise<PreparedImage>
+  run(image: PreparedImage, request: RunRequest, ctx: ProviderContext): Promise<RunOutcome>
+  /** Cancels one piece of live work recorded in state (signals, post); short and bounded. Resolves to what happened. */
   cancel(work: LiveWork, timeoutMs: number): Promise<string>
-  /** For the post step: is this work still running? null when the service does not know it. */
-  isAlive(work: LiveWork, signal?: AbortSignal): Promise<boolean | null>
+  /** For post: is this work still alive? null when the service cannot tell. */
+  isAlive(work: LiveWork, signal: AbortSignal): Promise<boolean | null>
 }

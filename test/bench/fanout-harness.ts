@@ -5,14 +5,14 @@
  *
  * Usage: node test/bench/fanout-harness.ts '<json HarnessConfig>'
  * - fake runs: each streams `bytes` of 64-character lines from a generator, paced to take `runMs`;
- * - contree runs (`contree` set): ContreeProvider.run against an emulator, `sleep` then `bytes` of output.
+ * - contree runs (`contree` set): ContreeService.run against an emulator, `sleep` then `bytes` of output.
  */
 import '../../src/memory.ts'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { runMany, type RunOne } from '../../src/fanout/run-many.ts'
 import type { FanoutTask } from '../../src/fanout/plan.ts'
 import { RemoteLog } from '../../src/output/remote-log.ts'
-import { ContreeProvider } from '../../src/providers/contree/provider.ts'
+import { ContreeService } from '../../src/providers/contree/service.ts'
 import type { OperationOutcome } from '../../src/providers/types.ts'
 
 export interface HarnessConfig {
@@ -65,7 +65,7 @@ function fakeRun(config: HarnessConfig): RunOne<FanoutTask> {
 }
 
 async function contreeRun(config: HarnessConfig, contree: { url: string; token: string }): Promise<RunOne<FanoutTask>> {
-  const provider = new ContreeProvider({ apiUrl: contree.url, token: contree.token, userAgent: 'sandbox-action-fanout-bench' })
+  const provider = new ContreeService({ apiUrl: contree.url, token: contree.token, userAgent: 'sandbox-action-fanout-bench' })
   const image = await provider.findImage({ tag: 'busybox:latest' })
   if (image === null) throw new Error('the emulator has no busybox:latest image')
   const seconds = (config.runMs / 1000).toFixed(3)

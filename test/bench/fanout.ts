@@ -7,7 +7,7 @@
  * The engine runs in a child process (fanout-harness.ts) whose stdout, the workflow log, is read here
  * the way the runner reads it: completely, checking only that groups open and close in turn. Two
  * variants: fake runs that stream from a generator at a fixed pace (the engine alone), and
- * ContreeProvider runs against the emulator (the emulator lives in this process, not the measured one).
+ * ContreeService runs against the emulator (the emulator lives in this process, not the measured one).
  */
 import { spawn } from 'node:child_process'
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs'

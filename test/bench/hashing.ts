@@ -7,9 +7,9 @@
 import { spawn } from 'node:child_process'
 import { rmSync } from 'node:fs'
 import path from 'node:path'
-import { walkContext } from '../../src/build/context.ts'
-import { createIgnoreMatcher } from '../../src/build/dockerignore.ts'
-import { createFileHasher } from '../../src/build/file-hasher.ts'
+import { walkContext } from '../../src/dockerfile/context.ts'
+import { createIgnoreMatcher } from '../../src/dockerfile/dockerignore.ts'
+import { createFileHasher } from '../../src/dockerfile/file-hasher.ts'
 import { benchTempDir, makeContext, type ContextFixture } from './context-fixture.ts'
 import { emit, emitError, MB, median, progress, round } from './report.ts'
 

@@ -7,7 +7,6 @@
  */
 import os from 'node:os'
 import { RemoteWorkRegistry } from '../../src/cancel.ts'
-import type { ImageCache } from '../../src/image.ts'
 import { RemoteLog } from '../../src/output/remote-log.ts'
 import { TogetherProvider } from '../../src/providers/together/provider.ts'
 
@@ -22,6 +21,6 @@ const log = new RemoteLog()
 const outcome = await provider.run(
   { id: snapshotId, cacheHit: false, outputs: {} },
   { command: `yes '${LINE}' | head -c ${bytes}`, shell: true, env: {}, timeoutSeconds: 600, keepAlive: true, deadlineMs: 600_000 },
-  { log, signal: new AbortController().signal, registry: new RemoteWorkRegistry(() => undefined), cache: {} as ImageCache, debug: () => undefined },
+  { log, signal: new AbortController().signal, registry: new RemoteWorkRegistry(() => undefined), report: { operations: [], sections: [] }, debug: () => undefined },
 )
 process.stdout.write(`RESULT ${JSON.stringify({ exitCode: outcome.exitCode, ...outcome.outputs })}\n`)

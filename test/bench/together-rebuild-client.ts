@@ -7,9 +7,8 @@
 import { appendFileSync } from 'node:fs'
 import path from 'node:path'
 import { RemoteWorkRegistry } from '../../src/cancel.ts'
-import type { ImageCache } from '../../src/image.ts'
 import { RemoteLog } from '../../src/output/remote-log.ts'
-import type { ProviderContext } from '../../src/providers/boundary.ts'
+import type { ProviderContext } from '../../src/providers/types.ts'
 import { TogetherProvider } from '../../src/providers/together/provider.ts'
 
 const [apiUrl, builderUrl, token, context, changed] = process.argv.slice(2) as [string, string, string, string, string]
@@ -18,7 +17,7 @@ const provider = new TogetherProvider({
   userAgent: 'bench',
   workspace: path.dirname(context),
 })
-const ctx: ProviderContext = { log: new RemoteLog({ write: () => undefined }), signal: new AbortController().signal, registry: new RemoteWorkRegistry(() => undefined), cache: {} as ImageCache, debug: () => undefined }
+const ctx: ProviderContext = { log: new RemoteLog({ write: () => undefined }), signal: new AbortController().signal, registry: new RemoteWorkRegistry(() => undefined), report: { operations: [], sections: [] }, debug: () => undefined }
 const request = { kind: 'build' as const, dockerfile: path.join(context, 'Dockerfile'), context, buildArgs: {}, noCache: false }
 const time = async () => {
   const started = performance.now()

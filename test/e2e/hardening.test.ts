@@ -77,7 +77,7 @@ describe('a failure after the operation exists (not a signal)', () => {
     expect(result.outputs['operation-uuid']).toBe(op)
     expect(result.outputs.status).toBe('CANCELLED')
     expect(result.summary).toContain(op)
-    expect(result.summary).toMatch(/\| ⊘ \| run \| cancelled: lost track of operation \S+ \(EXECUTING on the service\): .*HTTP 403/)
+    expect(result.summary).toMatch(/\| ⊘ \| run \| cancelled: lost track of operation \S+ \((PENDING|ASSIGNED|EXECUTING) on the service\): .*HTTP 403/)
     expect(deletesOf(op)).toHaveLength(1)
     expect(result.stdout).toMatch(/::error::run: lost track of operation .*HTTP 403: token may not read events/)
     await eventually(() => newOperations()[0]?.status === 'CANCELLED', 'the operation to be cancelled')

@@ -8,14 +8,13 @@ import os from 'node:os'
 import path from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { RemoteWorkRegistry } from '../../src/cancel.ts'
-import type { ImageCache } from '../../src/image.ts'
 import { RemoteLog } from '../../src/output/remote-log.ts'
-import type { PreparedImage, ProviderContext, RunRequest } from '../../src/providers/boundary.ts'
+import type { PreparedImage, ProviderContext, RunRequest } from '../../src/providers/types.ts'
 import { settingsForCleanup, type TogetherSettings } from '../../src/providers/together/inputs.ts'
 import { TogetherProvider } from '../../src/providers/together/provider.ts'
 import { RemoteBuildFailedError } from '../../src/providers/together/remote-build.ts'
-import { createRegistryTransport } from '../../src/registry/transport.ts'
-import type { RegistryTransport } from '../../src/registry/resolve-digest.ts'
+import { createRegistryTransport } from '../../src/image/registry-transport.ts'
+import type { RegistryTransport } from '../../src/image/resolve-digest.ts'
 import type { LiveWork } from '../../src/state.ts'
 import type { FilePlacement } from '../../src/providers/types.ts'
 import { startTogetherEmulator, type TogetherEmulator } from '../emulator/together/index.ts'
@@ -82,8 +81,7 @@ describe.skipIf(!registryAvailable())('Together provider against the emulator', 
       log: new RemoteLog({ write: (text) => (printed += text), newToken: () => 'stoptoken123' }),
       signal: controller.signal,
       registry: liveWork,
-      cache: {} as ImageCache,
-      debug: () => undefined,
+      report: { operations: [], sections: [] }, debug: () => undefined,
     }
     return { provider, ctx, controller, registry: liveWork, output: () => printed, registryRequests: () => manifestRequests }
   }

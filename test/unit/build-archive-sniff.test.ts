@@ -1,6 +1,6 @@
 import { gzipSync } from 'node:zlib'
 import { describe, expect, it } from 'vitest'
-import { looksLikeTarArchive } from '../../src/build/archive-sniff.ts'
+import { looksLikeTarArchive } from '../../src/dockerfile/archive-sniff.ts'
 
 /** One tar header block for a file named `name`, with or without the ustar magic. */
 function tarHeader(name: string, ustar: boolean): Buffer {

@@ -3,9 +3,9 @@ import { chmod, mkdir, mkdtemp, rm, symlink, utimes, writeFile } from 'node:fs/p
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { ContextError, resolveSources, resolveTree, walkContext } from '../../src/build/context.ts'
-import { createIgnoreMatcher } from '../../src/build/dockerignore.ts'
-import { createFileHasher, type FileHasher } from '../../src/build/file-hasher.ts'
+import { ContextError, resolveSources, resolveTree, walkContext } from '../../src/dockerfile/context.ts'
+import { createIgnoreMatcher } from '../../src/dockerfile/dockerignore.ts'
+import { createFileHasher, type FileHasher } from '../../src/dockerfile/file-hasher.ts'
 
 const sha = (text: string): string => createHash('sha256').update(text).digest('hex')
 

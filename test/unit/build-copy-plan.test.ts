@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import type { ContextFile } from '../../src/build/context.ts'
-import { contextMode, CopyPlanError, parseChmod, parseChown, planCopy, urlDestination, type CopyRequest } from '../../src/build/copy-plan.ts'
+import type { ContextFile } from '../../src/dockerfile/context.ts'
+import { contextMode, CopyPlanError, parseChmod, parseChown, planCopy, urlDestination, type CopyRequest } from '../../src/providers/contree/build/copy-plan.ts'
 
 const tree = (files: ContextFile[]): CopyRequest['tree'] => ({ files, dirs: [], links: [] })
 

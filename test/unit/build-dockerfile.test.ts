@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { DockerfileError, parseDockerfile } from '../../src/build/dockerfile.ts'
+import { DockerfileError, parseDockerfile } from '../../src/dockerfile/dockerfile.ts'
 
 function only(text: string) {
   const { instructions } = parseDockerfile(text)

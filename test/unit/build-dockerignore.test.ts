@@ -2,7 +2,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { createIgnoreMatcher, parseDockerignore, readDockerignore } from '../../src/build/dockerignore.ts'
+import { createIgnoreMatcher, parseDockerignore, readDockerignore } from '../../src/dockerfile/dockerignore.ts'
 
 describe('parseDockerignore', () => {
   it('drops comments and blank lines, trims, strips a leading / and cleans paths', () => {
@@ -89,7 +89,7 @@ describe('readDockerignore: which file', () => {
     const { mkdtempSync, writeFileSync, mkdirSync } = await import('node:fs')
     const { tmpdir } = await import('node:os')
     const { join } = await import('node:path')
-    const { readDockerignore } = await import('../../src/build/dockerignore.ts')
+    const { readDockerignore } = await import('../../src/dockerfile/dockerignore.ts')
     const dir = mkdtempSync(join(tmpdir(), 'ignore-'))
     mkdirSync(join(dir, 'docker'))
     writeFileSync(join(dir, '.dockerignore'), 'from-context\n')

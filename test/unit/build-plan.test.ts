@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest'
-import type { ContextFile, ContextTree } from '../../src/build/context.ts'
-import type { ImageConfig } from '../../src/registry/image-config.ts'
-import { DockerfileError, parseDockerfile } from '../../src/build/dockerfile.ts'
-import { createBuildPlan, DEFAULT_PATH, type PlannedStage, type PlanOptions, type SourceResolver } from '../../src/build/plan.ts'
+import type { ContextFile, ContextTree } from '../../src/dockerfile/context.ts'
+import type { ImageConfig } from '../../src/image/image-config.ts'
+import { DockerfileError, parseDockerfile } from '../../src/dockerfile/dockerfile.ts'
+import { createBuildPlan, DEFAULT_PATH, type PlannedStage, type PlanOptions, type SourceResolver } from '../../src/providers/contree/build/plan.ts'
 
 /** A fake context: each source name maps to one file (or a directory of files when it is "dir"). */
 function fakeContext(extra: Partial<Record<string, Partial<ContextFile>>> = {}): SourceResolver & { calls: string[][] } {

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest'
-import type { ContextFile } from '../../src/build/context.ts'
-import { parseDockerfile } from '../../src/build/dockerfile.ts'
-import { createBuildPlan, type BuildPlan, type BuildStep } from '../../src/build/plan.ts'
-import { buildCacheKey, canonicalJson, fromKey, stepKey, stepKeys } from '../../src/build/step-key.ts'
+import type { ContextFile } from '../../src/dockerfile/context.ts'
+import { parseDockerfile } from '../../src/dockerfile/dockerfile.ts'
+import { createBuildPlan, type BuildPlan, type BuildStep } from '../../src/providers/contree/build/plan.ts'
+import { buildCacheKey, canonicalJson, fromKey, stepKey, stepKeys } from '../../src/providers/contree/build/step-key.ts'
 
 const PLAN = { platform: { os: 'linux', architecture: 'amd64' }, baseConfig: () => undefined, resolveSources: () => ({ files: [], dirs: [], links: [] }) }
 const steps = (plan: BuildPlan): BuildStep[] => plan.stages.at(-1)?.steps ?? []

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { SubstitutionError, processWord, splitWords } from '../../src/build/substitute.ts'
-import { parseArgDeclarations, parseNameValues } from '../../src/build/name-values.ts'
+import { SubstitutionError, processWord, splitWords } from '../../src/dockerfile/substitute.ts'
+import { parseArgDeclarations, parseNameValues } from '../../src/dockerfile/name-values.ts'
 
 const vars = { FOO: '/bar', EMPTY: '', NAME: 'world', 'a.b': 'no' }
 

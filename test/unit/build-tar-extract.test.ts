@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { Readable } from 'node:stream'
 import { describe, expect, it } from 'vitest'
-import { cleanName, decompressed, extractTar, TarError } from '../../src/build/tar-extract.ts'
+import { cleanName, decompressed, extractTar, TarError } from '../../src/providers/contree/build/tar-extract.ts'
 
 const sha = (text: string) => createHash('sha256').update(text).digest('hex')
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { needsUserDb, parseGroup, parsePasswd, resolveChown, resolveUser, UserLookupError } from '../../src/build/users.ts'
+import { needsUserDb, parseGroup, parsePasswd, resolveChown, resolveUser, UserLookupError } from '../../src/providers/contree/build/users.ts'
 
 const db = {
   passwd: parsePasswd('root:x:0:0:root:/root:/bin/sh\nnode:x:1000:1000::/home/node:/bin/sh\njovyan:x:1001:100::/home/jovyan:/bin/bash\n# comment\nbroken\n'),

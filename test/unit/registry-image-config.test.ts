@@ -4,9 +4,9 @@
  */
 import { createHash } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
-import { envRecord, fetchImageConfig, parseImageConfig, parsePlatform } from '../../src/registry/image-config.ts'
-import { parseReference } from '../../src/registry/reference.ts'
-import { RegistryError, type RegistryTransport } from '../../src/registry/resolve-digest.ts'
+import { envRecord, fetchImageConfig, parseImageConfig, parsePlatform } from '../../src/image/image-config.ts'
+import { parseReference } from '../../src/image/reference.ts'
+import { RegistryError, type RegistryTransport } from '../../src/image/resolve-digest.ts'
 
 const digestOf = (bytes: Uint8Array | string): string => `sha256:${createHash('sha256').update(bytes).digest('hex')}`
 

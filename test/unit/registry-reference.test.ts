@@ -6,7 +6,7 @@ import {
   parseReference,
   registryApiBase,
   toContreeImportUrl,
-} from '../../src/registry/reference.ts'
+} from '../../src/image/reference.ts'
 
 const DIGEST = `sha256:${'a1'.repeat(32)}`
 

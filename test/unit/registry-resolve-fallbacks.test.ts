@@ -4,15 +4,15 @@
  */
 import { createHash } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
-import { parseAuthChallenges } from '../../src/registry/auth-challenge.ts'
-import { parseReference } from '../../src/registry/reference.ts'
+import { parseAuthChallenges } from '../../src/image/auth-challenge.ts'
+import { parseReference } from '../../src/image/reference.ts'
 import {
   RegistryError,
   resolveManifestDigest,
   type RegistryRequest,
   type RegistryResponse,
   type RegistryTransport,
-} from '../../src/registry/resolve-digest.ts'
+} from '../../src/image/resolve-digest.ts'
 
 const DIGEST = `sha256:${'b2'.repeat(32)}`
 

@@ -4,8 +4,8 @@
  */
 import { createHash } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { parseReference } from '../../src/registry/reference.ts'
-import { RegistryError, resolveManifestDigest, type RegistryTransport } from '../../src/registry/resolve-digest.ts'
+import { parseReference } from '../../src/image/reference.ts'
+import { RegistryError, resolveManifestDigest, type RegistryTransport } from '../../src/image/resolve-digest.ts'
 import { startRegistryAuthProxy, type RegistryAuthProxy } from '../emulator/registry-auth-proxy.ts'
 import { pushImage, registryAvailable, startRegistry, type RunningRegistry } from '../emulator/registry.ts'
 

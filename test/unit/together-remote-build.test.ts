@@ -6,9 +6,8 @@
 import { describe, expect, it } from 'vitest'
 import { RemoteWorkRegistry } from '../../src/cancel.ts'
 import { HttpError } from '../../src/http/errors.ts'
-import type { ImageCache } from '../../src/image.ts'
 import { RemoteLog } from '../../src/output/remote-log.ts'
-import type { ProviderContext } from '../../src/providers/boundary.ts'
+import type { ProviderContext } from '../../src/providers/types.ts'
 import type { HttpResponse } from '../../src/http/client.ts'
 import { dockerfileOnlyTree } from '../../src/providers/together/context-tree.ts'
 import { runRemoteBuild, type RemoteBuildRequest } from '../../src/providers/together/remote-build.ts'
@@ -34,7 +33,7 @@ function harness(builder: Partial<FakeBuilder>) {
     },
     ...builder,
   }
-  const ctx: ProviderContext = { log: new RemoteLog({ write: () => undefined }), signal: controller.signal, registry, cache: {} as ImageCache, debug: () => undefined }
+  const ctx: ProviderContext = { log: new RemoteLog({ write: () => undefined }), signal: controller.signal, registry, report: { operations: [], sections: [] }, debug: () => undefined }
   const request: RemoteBuildRequest = { tree: dockerfileOnlyTree('FROM busybox\n'), buildArgs: {}, title: 'Build', label: 'build Dockerfile', deadlineMs: 60_000 }
   return { controller, registry, deleted, ctx, request, run: () => runRemoteBuild(fake, request, ctx, { cancelTimeoutMs: 1000, sleep: async () => undefined }) }
 }

@@ -1,261 +1,145 @@
 /**
- * ConTree behind the action's Provider interface: maps the action's requests onto the v1 API and
- * registers every operation with the remote-work registry the moment its id exists.
+ * ConTree behind the action's Provider: images are resolved by UUID or tag, imported from registries
+ * and found again by digest through the Actions cache, or built by the action itself step by step
+ * (build/executor.ts); a run is one spawn with the uploaded files placed. Cancelling live work is a
+ * DELETE of its operation.
  */
-import * as fs from 'node:fs'
-import type { RemoteWorkRegistry } from '../../cancel.ts'
-import type { LiveWork } from '../../state.ts'
-import { errorMessage } from '../../errors.ts'
-import { HttpError } from '../../http/errors.ts'
-import type { Platform } from '../../registry/image-config.ts'
-import {
-  isTerminal,
-  OperationInterruptedError,
-  type LocalFile,
-  type OperationOutcome,
-  type OperationStatus,
-  type OutputSink,
-  type Provider,
-  type RunRequest,
-  type StartOptions,
-} from '../types.ts'
-import { ContreeApi } from './api.ts'
-import { FollowTimeoutError } from './follow.ts'
-import { watchOperation } from './watch.ts'
-import { mapLimit } from '../../concurrency.ts'
+import * as core from '@actions/core'
+import { firstLine } from '../../output/format.ts'
+import { ImageCache } from '../../image/image-cache.ts'
+import { parseImage, type Inputs } from '../../inputs.ts'
+import { inLogGroup } from '../../operation-group.ts'
+import { say } from '../../output/say.ts'
+import { StreamTally } from '../../stream-tally.ts'
+import type { ImageRequest, LiveWork, LiveWorkRegistry, PreparedImage, Provider, ProviderContext, RunOutcome, RunRequest } from '../types.ts'
+import { buildImage } from './build/executor.ts'
+import { prepareImage as resolveInputsImage, resolveImage, type ImageContext, type PreparedImage as ContreeImage } from './images.ts'
+import { ContreeService } from './service.ts'
+import { toSandboxFiles } from './service-types.ts'
 
 export interface ContreeProviderOptions {
-  apiUrl: string
-  token: string
-  project?: string
+  inputs: Inputs
   userAgent: string
-  /** Where started operations are recorded; the post step, which starts none, passes none. */
-  registry?: RemoteWorkRegistry
-  /** Injected in tests. */
-  api?: ContreeApi
-  /** Diagnostics of the event follower (reconnects, drains), e.g. core.debug. */
+  registry?: LiveWorkRegistry
   debug?: (message: string) => void
-  /** Silence on an event stream before it counts as dead (default: the API's). */
   eventsIdleTimeoutMs?: number
+  /** Injected in tests. */
+  service?: ContreeService
 }
-
-/** How long the status read after a lost operation may take: it only decides the words of the error. */
-const LOST_STATUS_TIMEOUT_MS = 5000
-
-/** Upload/probe concurrency: enough to hide latency, few enough not to trip rate limits. */
-const FILE_CONCURRENCY = 8
 
 export class ContreeProvider implements Provider {
   readonly name = 'contree'
-  /** ConTree sandboxes are linux/amd64 VMs. */
-  readonly platform: Platform = { os: 'linux', architecture: 'amd64' }
-  readonly api: ContreeApi
-  private readonly options: ContreeProviderOptions
+  readonly endpoint: string
+  readonly service: ContreeService
+  private readonly inputs: Inputs
+  private readonly cache: ImageCache
 
   constructor(options: ContreeProviderOptions) {
-    this.options = options
-    this.api =
-      options.api ??
-      new ContreeApi({
-        baseUrl: options.apiUrl,
-        token: options.token,
-        ...(options.project ? { project: options.project } : {}),
+    const { inputs } = options
+    this.inputs = inputs
+    this.endpoint = inputs.apiUrl
+    this.service =
+      options.service ??
+      new ContreeService({
+        apiUrl: inputs.apiUrl,
+        token: inputs.token,
+        ...(inputs.project ? { project: inputs.project } : {}),
         userAgent: options.userAgent,
+        ...(options.registry ? { registry: options.registry } : {}),
+        ...(options.debug ? { debug: options.debug } : {}),
         ...(options.eventsIdleTimeoutMs ? { eventsIdleTimeoutMs: options.eventsIdleTimeoutMs } : {}),
       })
-  }
-
-  async accountId(signal?: AbortSignal): Promise<string> {
-    const whoami = await this.api.whoami(signal)
-    if (typeof whoami.token_uuid !== 'string' || whoami.token_uuid === '') throw new Error('GET /v1/whoami named no token_uuid')
-    return `token:${whoami.token_uuid}`
-  }
-
-  async findImage(ref: { uuid: string } | { tag: string }, signal?: AbortSignal): Promise<string | null> {
-    if ('uuid' in ref) return (await this.imageExists(ref.uuid, signal)) ? ref.uuid : null
-    return this.api.findImageByTag(ref.tag, signal)
-  }
-
-  async imageExists(uuid: string, signal?: AbortSignal): Promise<boolean> {
-    return (await this.api.getImage(uuid, signal)) !== null
-  }
-
-  async readImageFile(image: string, path: string, signal?: AbortSignal): Promise<Uint8Array | null> {
-    return this.api.downloadImageFile(image, path, signal)
-  }
-
-  async readImageTree(image: string, path: string, signal?: AbortSignal): Promise<AsyncIterable<Uint8Array> | null> {
-    return this.api.openImageArchive(image, path, signal)
-  }
-
-  async tagImage(uuid: string, tag: string, signal?: AbortSignal): Promise<void> {
-    await this.api.tagImage(uuid, tag, signal)
-  }
-
-  async ensureFiles(files: readonly LocalFile[], signal?: AbortSignal, known?: ReadonlyMap<string, string>) {
-    const ids = new Map<string, string>()
-    const unique = new Map<string, LocalFile>()
-    for (const file of files) {
-      const remembered = known?.get(file.sha256)
-      if (remembered) ids.set(file.sha256, remembered)
-      else if (!unique.has(file.sha256)) unique.set(file.sha256, file)
-    }
-    let uploaded = 0
-    let uploadedBytes = 0
-    await mapLimit([...unique.values()], FILE_CONCURRENCY, async (file) => {
-      const existing = await this.api.getFile(file.sha256, signal)
-      if (existing) {
-        ids.set(file.sha256, existing.uuid)
-        return
-      }
-      const record = await this.api.uploadFile(() => fs.createReadStream(file.absPath, { highWaterMark: 1 << 20 }), file.size, signal)
-      if (record.sha256 && record.sha256 !== file.sha256) {
-        throw new Error(`${file.absPath} changed while it was being uploaded (sha256 ${file.sha256} → ${record.sha256})`)
-      }
-      ids.set(file.sha256, record.uuid)
-      uploaded += 1
-      uploadedBytes += file.size
+    this.cache = new ImageCache({
+      provider: 'contree',
+      apiUrl: inputs.apiUrl,
+      ...(inputs.project ? { project: inputs.project } : {}),
+      enabled: inputs.cache,
+      accountId: (signal) => this.service.accountId(signal),
     })
-    return { ids, uploaded, uploadedBytes, probed: unique.size }
   }
 
-  async storeBytes(bytes: Uint8Array, signal?: AbortSignal): Promise<string> {
-    const record = await this.api.uploadFile(bytes, bytes.byteLength, signal)
-    return record.uuid
-  }
-
-  async run(request: RunRequest, sink: OutputSink, options: StartOptions): Promise<OperationOutcome> {
-    return this.follow(
-      (stopRetrying) =>
-        this.api.spawn(
-          {
-            command: request.command,
-            image: request.image,
-            shell: request.shell,
-            ...(request.args?.length ? { args: request.args } : {}),
-            ...(request.env && Object.keys(request.env).length ? { env: request.env } : {}),
-            ...(request.cwd ? { cwd: request.cwd } : {}),
-            ...(request.timeoutSeconds ? { timeout: request.timeoutSeconds } : {}),
-            disposable: request.disposable,
-            ...(request.files && Object.keys(request.files).length ? { files: request.files } : {}),
-            ...(request.uid !== undefined ? { uid: request.uid } : {}),
-            ...(request.gid !== undefined ? { gid: request.gid } : {}),
-            ...(request.outputLimitBytes !== undefined ? { truncate_output_at: request.outputLimitBytes } : {}),
-            ...(request.network === false ? { networking: { enabled: false } } : {}),
-          },
-          stopRetrying,
-        ),
-      sink,
-      options,
-    )
-  }
-
-  async importImage(
-    request: { reference: string; credentials?: { username: string; password: string }; tag?: string },
-    sink: OutputSink,
-    options: StartOptions,
-  ): Promise<OperationOutcome> {
-    return this.follow(
-      (stopRetrying) =>
-        this.api.importImage(
-          {
-            registry: { url: request.reference, ...(request.credentials ? { credentials: request.credentials } : {}) },
-            ...(request.tag ? { tag: request.tag } : {}),
-            timeout: 1800,
-          },
-          stopRetrying,
-        ),
-      sink,
-      options,
-      'image_import',
-    )
-  }
-
-  async operationStatus(operationId: string, signal?: AbortSignal): Promise<OperationStatus | null> {
+  async prepareImage(request: ImageRequest, ctx: ProviderContext): Promise<PreparedImage> {
+    const report: ImageContext['report'] = { operations: [] }
+    const imageCtx: ImageContext = { inputs: this.inputs, provider: this.service, log: ctx.log, signal: ctx.signal, report, cache: this.cache }
     try {
-      return (await this.api.getOperation(operationId, signal)).status as OperationStatus
-    } catch (error) {
-      if (error instanceof HttpError && error.status === 404) return null
-      throw error
+      let image: ContreeImage
+      if (request.kind === 'build') image = await buildImage(imageCtx)
+      else if (request.kind === 'existing') image = await resolveImage(imageCtx, parseImage(request.ref))
+      else image = await resolveInputsImage(imageCtx)
+      return {
+        id: image.uuid,
+        ...(image.digest ? { digest: image.digest } : {}),
+        cacheHit: image.cacheHit,
+        ...(image.tag ? { tag: image.tag } : {}),
+        outputs: { 'image-uuid': image.uuid },
+        ...(image.runDefaults ? { defaults: image.runDefaults } : {}),
+      }
+    } finally {
+      // Imports and a build's step table are part of the step's report, also when they failed.
+      ctx.report.operations.push(...report.operations)
+      if (report.buildSummary) ctx.report.sections.push(report.buildSummary)
     }
   }
 
-  async isAlive(work: LiveWork, signal?: AbortSignal): Promise<boolean | null> {
-    const status = await this.operationStatus(work.id, signal)
-    return status === null ? null : !isTerminal(status)
-  }
-
-  async cancel(work: LiveWork, timeoutMs: number): Promise<string> {
-    const result = await this.api.cancelOperation(work.id, { timeoutMs })
-    switch (result) {
-      case 'cancelled':
-        return 'cancel requested'
-      case 'not-cancellable':
-        return 'it had already finished'
-      case 'not-found':
-        return 'the service does not know it'
+  async run(image: PreparedImage, request: RunRequest, ctx: ProviderContext): Promise<RunOutcome> {
+    let files = {}
+    if (request.uploads && Object.keys(request.uploads).length > 0) {
+      const placement = request.uploads
+      const stored = await this.service.ensureFiles(
+        Object.values(placement).map((entry) => entry.file),
+        ctx.signal,
+      )
+      say(`Upload: ${Object.keys(placement).length} file(s); ${stored.uploaded} new (${stored.uploadedBytes} bytes), the rest already on the service.`)
+      files = toSandboxFiles(placement, stored.ids)
     }
-  }
-
-  /**
-   * `start` gets no abort signal on purpose: a create aborted in flight may still have reached the
-   * service, leaving work nobody knows the id of. Letting it finish means the id is registered, and
-   * a registry that is already cancelling cancels it at once. The signal only stops replays.
-   *
-   * Once the operation exists, any failure other than the caller's abort becomes an
-   * OperationInterruptedError carrying its id and last known status, so the caller can report it and
-   * cancel it at once (the abort path belongs to the job's cancellation, which cancels everything).
-   */
-  private async follow(
-    start: (stopRetrying: AbortSignal | undefined) => Promise<string>,
-    sink: OutputSink,
-    options: StartOptions,
-    kind: 'instance' | 'image_import' = 'instance',
-  ): Promise<OperationOutcome> {
-    const operationId = await start(options.signal)
-    const created = performance.now()
-    const work = { provider: 'contree', kind: 'operation', id: operationId } as const
-    this.options.registry?.add({
-      ...work,
-      endpoint: this.options.apiUrl,
-      ...(this.options.project ? { project: this.options.project } : {}),
-      label: options.label,
+    const display = request.shell ? request.command : JSON.stringify([request.command, ...(request.args ?? [])])
+    const label = request.label ?? 'run'
+    // Like `docker run`: a built image's ENV, WORKDIR and USER apply unless the run says otherwise.
+    const defaults = image.defaults
+    const judging = { timeoutSeconds: request.timeoutSeconds, expectsExitCode: true }
+    let tally: StreamTally | undefined
+    const { outcome, group } = await inLogGroup(ctx.log, request.title ?? `Run: ${firstLine(display)}`, label, judging, (group) => {
+      // In debug runs, account for every remote byte so a log can prove nothing was lost or repeated.
+      tally = core.isDebug() ? new StreamTally(group) : undefined
+      return this.service.run(
+        {
+          image: image.id,
+          command: request.command,
+          shell: request.shell,
+          ...(request.args ? { args: request.args } : {}),
+          env: { ...defaults?.env, ...request.env },
+          ...(request.cwd ? { cwd: request.cwd } : defaults ? { cwd: defaults.cwd } : {}),
+          ...(defaults && (defaults.uid !== 0 || defaults.gid !== 0) ? { uid: defaults.uid, gid: defaults.gid } : {}),
+          timeoutSeconds: request.timeoutSeconds,
+          disposable: request.disposable ?? false,
+          files,
+          ...(request.outputLimitBytes ? { outputLimitBytes: request.outputLimitBytes } : {}),
+        },
+        tally ?? group,
+        { label, signal: ctx.signal, deadlineMs: request.deadlineMs },
+      )
     })
-    let outcome: OperationOutcome
-    try {
-      outcome = await watchOperation(this.api, operationId, sink, {
-        kind,
-        ...(options.signal ? { signal: options.signal } : {}),
-        ...(options.deadlineMs !== undefined ? { deadline: created + options.deadlineMs } : {}),
-        ...(this.options.debug ? { log: this.options.debug } : {}),
-      })
-    } catch (error) {
-      if (options.signal?.aborted) throw error
-      throw await this.lost(operationId, options, error)
+    if (tally) core.debug(`Remote output of operation ${outcome.operationId}: ${tally.describe()}`)
+    return {
+      id: outcome.operationId,
+      // A watched operation always ends terminal; anything else is a service failure.
+      status: outcome.status === 'SUCCESS' || outcome.status === 'CANCELLED' ? outcome.status : 'FAILED',
+      exitCode: outcome.exitCode,
+      timedOut: outcome.timedOut,
+      error: outcome.error,
+      durationMs: outcome.durationMs,
+      resultImage: outcome.resultImage,
+      outputs: { 'operation-uuid': outcome.operationId, 'result-image-uuid': outcome.resultImage ?? '' },
+      tail: group.tail(),
+      ...(outcome.notices ? { notices: outcome.notices } : {}),
     }
-    this.options.registry?.finish(work)
-    return outcome
   }
 
-  /** Reads the status of an operation the action lost track of and explains what happened. */
-  private async lost(operationId: string, options: StartOptions, cause: unknown): Promise<OperationInterruptedError> {
-    let lastStatus: OperationStatus | null = null
-    try {
-      lastStatus = await this.operationStatus(operationId, AbortSignal.timeout(LOST_STATUS_TIMEOUT_MS))
-    } catch (error) {
-      this.options.debug?.(`status of ${operationId} after losing it: ${errorMessage(error)}`)
-    }
-    if (lastStatus !== null && isTerminal(lastStatus)) this.options.registry?.finish({ provider: 'contree', kind: 'operation', id: operationId })
-    const seconds = options.deadlineMs === undefined ? 0 : Math.round(options.deadlineMs / 1000)
-    let message: string
-    if (cause instanceof FollowTimeoutError) {
-      message =
-        lastStatus === 'PENDING' || lastStatus === 'ASSIGNED'
-          ? `${options.label}: operation ${operationId} never started within the deadline of ${seconds} s (still ${lastStatus} on the service)`
-          : `${options.label}: operation ${operationId} did not finish within the deadline of ${seconds} s${lastStatus ? ` (still ${lastStatus})` : ''}`
-    } else {
-      message = `${options.label}: lost track of operation ${operationId}${lastStatus ? ` (${lastStatus} on the service)` : ''}: ${errorMessage(cause)}`
-    }
-    return new OperationInterruptedError({ operationId, label: options.label, lastStatus, message, cause })
+  cancel(work: LiveWork, timeoutMs: number): Promise<string> {
+    return this.service.cancel(work, timeoutMs)
+  }
+
+  isAlive(work: LiveWork, signal: AbortSignal): Promise<boolean | null> {
+    return this.service.isAlive(work, signal)
   }
 }

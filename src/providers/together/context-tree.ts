@@ -13,8 +13,8 @@ import { createHash } from 'node:crypto'
 import { lstat, readdir, readFile, readlink, realpath } from 'node:fs/promises'
 import path from 'node:path'
 import { mapLimit } from '../../concurrency.ts'
-import { createIgnoreMatcher, parseDockerignore, readDockerignore, type IgnoreMatcher } from '../../build/dockerignore.ts'
-import { defaultFileHasher, type FileHasher } from '../../build/file-hasher.ts'
+import { createIgnoreMatcher, parseDockerignore, readDockerignore, type IgnoreMatcher } from '../../dockerfile/dockerignore.ts'
+import { defaultFileHasher, type FileHasher } from '../../dockerfile/file-hasher.ts'
 
 export interface TreeFile {
   /** Posix path inside the archive. */

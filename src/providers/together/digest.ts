@@ -9,12 +9,12 @@
  * the local parser cannot read) makes the build undigestable: it is then always built, never reused.
  */
 import { createHash, type Hash } from 'node:crypto'
-import { parseDockerfile } from '../../build/dockerfile.ts'
-import { parseArgDeclarations } from '../../build/name-values.ts'
-import { processWord, splitWords } from '../../build/substitute.ts'
+import { parseDockerfile } from '../../dockerfile/dockerfile.ts'
+import { parseArgDeclarations } from '../../dockerfile/name-values.ts'
+import { processWord, splitWords } from '../../dockerfile/substitute.ts'
 import { errorMessage } from '../../errors.ts'
-import { formatReference, parseReference } from '../../registry/reference.ts'
-import { resolveManifestDigest, type RegistryTransport } from '../../registry/resolve-digest.ts'
+import { formatReference, parseReference } from '../../image/reference.ts'
+import { resolveManifestDigest, type RegistryTransport } from '../../image/resolve-digest.ts'
 import type { ContextTree } from './context-tree.ts'
 import type { Architecture } from './wire.ts'
 

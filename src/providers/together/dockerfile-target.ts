@@ -3,8 +3,8 @@
  * stages before it, so the Dockerfile cut after the target stage builds exactly the target; that cut
  * text is what is sent.
  */
-import { parseDockerfile } from '../../build/dockerfile.ts'
-import { splitWords } from '../../build/substitute.ts'
+import { parseDockerfile } from '../../dockerfile/dockerfile.ts'
+import { splitWords } from '../../dockerfile/substitute.ts'
 import { errorMessage, InputError } from '../../errors.ts'
 
 export function cutAfterTarget(dockerfileText: string, target: string, fileName = 'Dockerfile'): string {

@@ -9,10 +9,10 @@ import path from 'node:path'
 import { errorMessage, InputError } from '../../errors.ts'
 import type { Sleep } from '../../http/sleep.ts'
 import { say } from '../../output/say.ts'
-import { formatReference, InvalidReferenceError, parseReference } from '../../registry/reference.ts'
-import { resolveManifestDigest, type RegistryTransport } from '../../registry/resolve-digest.ts'
-import { createRegistryTransport } from '../../registry/transport.ts'
-import type { ImageRequest, LiveWork, PreparedImage, Provider, ProviderContext, RunOutcome, RunRequest } from '../boundary.ts'
+import { formatReference, InvalidReferenceError, parseReference } from '../../image/reference.ts'
+import { resolveManifestDigest, type RegistryTransport } from '../../image/resolve-digest.ts'
+import { createRegistryTransport } from '../../image/registry-transport.ts'
+import type { ImageRequest, LiveWork, PreparedImage, Provider, ProviderContext, RunOutcome, RunRequest } from '../types.ts'
 import { AgentClient } from './agent.ts'
 import { TogetherApi } from './api.ts'
 import { TogetherBuilder } from './builder.ts'
@@ -51,6 +51,7 @@ const SANDBOX_ENDED: ReadonlySet<string> = new Set(['terminated', 'failed_to_sta
 
 export class TogetherProvider implements Provider {
   readonly name = 'together'
+  readonly endpoint: string
   readonly api: TogetherApi
   readonly builder: TogetherBuilder
   private readonly options: TogetherProviderOptions
@@ -64,6 +65,7 @@ export class TogetherProvider implements Provider {
   constructor(options: TogetherProviderOptions) {
     this.options = options
     this.settings = options.settings
+    this.endpoint = options.settings.apiUrl
     const common = { token: options.settings.token, userAgent: options.userAgent, ...(options.sleep ? { sleep: options.sleep } : {}) }
     this.api = new TogetherApi({ baseUrl: options.settings.apiUrl, ...common })
     this.builder = new TogetherBuilder({ baseUrl: options.settings.builderUrl, ...common })

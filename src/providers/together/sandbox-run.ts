@@ -12,7 +12,7 @@ import { mapLimit } from '../../concurrency.ts'
 import { errorMessage } from '../../errors.ts'
 import type { Sleep } from '../../http/sleep.ts'
 import { formatDuration } from '../../output/format.ts'
-import type { ProviderContext, RunOutcome, RunRequest } from '../boundary.ts'
+import type { ProviderContext, RunOutcome, RunRequest } from '../types.ts'
 import type { FilePlacement, OutputSink } from '../types.ts'
 import type { AgentClient } from './agent.ts'
 import type { TogetherApi } from './api.ts'
@@ -55,9 +55,9 @@ export async function runInSandbox(snapshotId: string, request: RunRequest, ctx:
   const outputs: Record<string, string> = {}
   const sandbox = await createSandbox(snapshotId, request, ctx, deps, settings)
   outputs['sandbox-id'] = sandbox.id
-  ctx.registry.add({ ...sandboxWork(sandbox.id), endpoint: deps.endpoint, label: request.keepAlive ? 'sandbox (keep-alive)' : 'sandbox' })
+  ctx.registry.add({ ...sandboxWork(sandbox.id), endpoint: deps.endpoint, label: `${request.label ?? 'run'} (sandbox${request.keepAlive ? ', keep-alive' : ''})` })
 
-  const failed = (error: string): RunOutcome => ({ status: 'FAILED', exitCode: null, timedOut: false, error, durationMs: performance.now() - started, outputs, tail: [] })
+  const failed = (error: string): RunOutcome => ({ status: 'FAILED', exitCode: null, timedOut: false, error, durationMs: performance.now() - started, outputs, tail: [], id: sandbox.id })
   let running: Sandbox
   try {
     running = await waitUntilRunning(deps.api, sandbox, { signal: ctx.signal, deadline, log: ctx.debug, ...(settings.sleep ? { sleep: settings.sleep } : {}) })
@@ -133,7 +133,7 @@ async function runCommand(
 ): Promise<RunOutcome> {
   const argv = request.shell ? { command: '/bin/sh', args: ['-c', request.command] } : { command: request.command, args: request.args ?? [] }
   const display = request.shell ? request.command : JSON.stringify([request.command, ...(request.args ?? [])])
-  const group = ctx.log.open(`Run: ${firstLine(display)}`)
+  const group = ctx.log.open(request.title ?? `Run: ${firstLine(display)}`)
   const execStarted = performance.now()
   let exec
   try {
@@ -146,7 +146,7 @@ async function runCommand(
     throw error
   }
   clock.outputs['exec-id'] = exec.id
-  ctx.registry.add({ ...execWork(exec.id), parentId: sandbox.id, endpoint: deps.endpoint, label: 'run' })
+  ctx.registry.add({ ...execWork(exec.id), parentId: sandbox.id, endpoint: deps.endpoint, label: request.label ?? 'run' })
 
   const timeoutAt = execStarted + request.timeoutSeconds * 1000
   const result = (fields: Pick<RunOutcome, 'status' | 'exitCode' | 'timedOut' | 'error'>): RunOutcome => ({
@@ -154,6 +154,7 @@ async function runCommand(
     durationMs: performance.now() - execStarted,
     outputs: clock.outputs,
     tail: group.tail(),
+    id: sandbox.id,
   })
   try {
     const end = await followExecOutput(agent, exec.id, group, {

@@ -12,7 +12,7 @@
  * bits — on a Windows runner Docker's rule for files that carry no Unix modes (0755 style).
  */
 import path from 'node:path'
-import { containsWildcards, type ContextFile, type ContextTree } from './context.ts'
+import { containsWildcards, type ContextFile, type ContextTree } from '../../../dockerfile/context.ts'
 
 export class CopyPlanError extends Error {
   constructor(message: string) {

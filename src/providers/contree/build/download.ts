@@ -3,7 +3,7 @@
  * retries), following redirects by hand since the client never follows them on its own.
  */
 import { createHash } from 'node:crypto'
-import { HttpClient } from './http/client.ts'
+import { HttpClient } from '../../../http/client.ts'
 
 const MAX_REDIRECTS = 5
 const REDIRECTS = [301, 302, 303, 307, 308]

@@ -8,7 +8,7 @@
 import { DockerfileError, type Instruction, type ParsedDockerfile } from './dockerfile.ts'
 import { parseArgDeclarations } from './name-values.ts'
 import { processWord } from './substitute.ts'
-import { formatPlatform, type Platform } from '../registry/image-config.ts'
+import { formatPlatform, type Platform } from '../image/image-config.ts'
 
 export type StageBase = { kind: 'image'; ref: string } | { kind: 'stage'; index: number } | { kind: 'scratch' }
 

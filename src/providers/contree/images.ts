@@ -1,23 +1,24 @@
 /**
  * Turns the image inputs into the UUID of an image that exists on the service: an image UUID or a
  * ConTree tag is looked up exactly; a registry reference is imported once and then found again by
- * its manifest digest through the Actions cache; a Dockerfile is built (see build-image.ts).
+ * its manifest digest through the Actions cache; a Dockerfile is built (see build/executor.ts).
  */
 import * as core from '@actions/core'
-import { ActionsCacheStore, NO_CACHE, type CacheStore } from './cache/actions-cache-store.ts'
-import { imageConfigKeys, importKeys, type ServiceScope } from './cache/keys.ts'
-import { errorMessage } from './errors.ts'
-import type { ImageSpec, Inputs, RegistryCredentials } from './inputs.ts'
-import { inLogGroup } from './operation-group.ts'
-import { judge } from './outcome.ts'
-import { say } from './output/say.ts'
-import { reportFailure, type RemoteLog } from './output/remote-log.ts'
-import type { OperationOutcome, Provider } from './providers/types.ts'
-import { parseReference, toContreeImportUrl, type ImageReference } from './registry/reference.ts'
-import { fetchImageConfig, readCachedImageConfig, type ImageConfig, type Platform } from './registry/image-config.ts'
-import { resolveManifestDigest, type RegistryTransport, type ResolveOptions } from './registry/resolve-digest.ts'
-import { createRegistryTransport } from './registry/transport.ts'
-import { buildImage } from './build-image.ts'
+import { imageConfigKeys, importKeys } from '../../image/cache-keys.ts'
+import { errorMessage } from '../../errors.ts'
+import type { ImageSpec, Inputs, RegistryCredentials } from '../../inputs.ts'
+import { inLogGroup } from '../../operation-group.ts'
+import { judge } from '../../outcome.ts'
+import { say } from '../../output/say.ts'
+import { reportFailure } from '../../output/remote-log.ts'
+import type { ImageCache } from '../../image/image-cache.ts'
+import type { LogGroups, ReportedOperation } from '../types.ts'
+import type { ContreeServiceApi } from './service-types.ts'
+import { parseReference, toContreeImportUrl, type ImageReference } from '../../image/reference.ts'
+import { fetchImageConfig, readCachedImageConfig, type ImageConfig, type Platform } from '../../image/image-config.ts'
+import { resolveManifestDigest, type RegistryTransport, type ResolveOptions } from '../../image/resolve-digest.ts'
+import { createRegistryTransport } from '../../image/registry-transport.ts'
+import { buildImage } from './build/executor.ts'
 
 export interface PreparedImage {
   uuid: string
@@ -35,59 +36,14 @@ export interface PreparedImage {
   runDefaults?: { cwd: string; env: Record<string, string>; uid: number; gid: number }
 }
 
-/** One operation for the run summary, with what its words need. */
-export interface ReportedOperation {
-  label: string
-  outcome: OperationOutcome
-  /** A command ran (run, build step): a missing exit code means it was killed. Imports have none. */
-  expectsExitCode: boolean
-}
-
 export interface ImageContext {
   inputs: Inputs
-  provider: Provider
-  log: RemoteLog
+  provider: ContreeServiceApi
+  log: LogGroups
   signal: AbortSignal
   report: { buildSummary?: string; operations: ReportedOperation[] }
   cache: ImageCache
   registryTransport?: RegistryTransport
-}
-
-/**
- * The Actions cache as this run may use it: the store, and the scope entries are keyed by. The scope
- * names the account behind the token, which costs one request, made only when the cache is first used;
- * if the account cannot be told, nothing is cached (two accounts must never share image ids).
- */
-export class ImageCache {
-  readonly store: CacheStore
-  private scopePromise: Promise<ServiceScope | undefined> | undefined
-  private readonly inputs: Inputs
-  private readonly provider: Provider
-
-  constructor(inputs: Inputs, provider: Provider, store?: CacheStore) {
-    this.inputs = inputs
-    this.provider = provider
-    this.store = store ?? (inputs.cache ? new ActionsCacheStore() : NO_CACHE)
-  }
-
-  /** The scope cache keys use, or undefined when nothing may be cached in this run. */
-  scope(signal: AbortSignal): Promise<ServiceScope | undefined> {
-    if (this.store === NO_CACHE) return Promise.resolve(undefined)
-    this.scopePromise ??= this.provider.accountId(signal).then(
-      (account): ServiceScope => ({
-        provider: this.inputs.provider,
-        apiUrl: this.inputs.apiUrl,
-        ...(this.inputs.project ? { project: this.inputs.project } : {}),
-        account,
-      }),
-      (error: unknown): undefined => {
-        if (signal.aborted) throw error
-        core.warning(`Image UUIDs are not cached in this run: the account behind the token could not be identified (${errorMessage(error)}).`)
-        return undefined
-      },
-    )
-    return this.scopePromise
-  }
 }
 
 export async function prepareImage(ctx: ImageContext): Promise<PreparedImage> {
@@ -125,6 +81,8 @@ export async function resolveImage(ctx: ImageContext, spec: ImageSpec, importTag
     }
     case 'registry':
       return importImage(ctx, parseReference(spec.reference), importTag)
+    case 'snapshot':
+      throw new Error(`internal: "${spec.ref}" names a Together snapshot, not a ConTree image`)
     case 'name': {
       const tagged = await provider.findImage({ tag: spec.name }, signal)
       if (tagged) {

@@ -14,28 +14,29 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import * as core from '@actions/core'
-import { buildKeys, dockerfileId, isExactMatch } from './cache/keys.ts'
-import { resolveTree } from './build/context.ts'
-import { DockerfileError, parseDockerfile } from './build/dockerfile.ts'
-import { createIgnoreMatcher, readDockerignore } from './build/dockerignore.ts'
-import { createBuildPlan, type BuildPlan, type BuildStep, type PlannedStage } from './build/plan.ts'
-import { neededImages, readStages } from './build/stages.ts'
-import { sniffCompression } from './build/tar-extract.ts'
-import { buildCacheKey, configOnlyKey, fromKey, stepKeys } from './build/step-key.ts'
-import { needsUserDb, resolveUser, UserLookupError } from './build/users.ts'
+import { buildKeys, dockerfileId, isExactMatch } from '../../../image/cache-keys.ts'
+import { resolveTree } from '../../../dockerfile/context.ts'
+import { DockerfileError, parseDockerfile } from '../../../dockerfile/dockerfile.ts'
+import { createIgnoreMatcher, readDockerignore } from '../../../dockerfile/dockerignore.ts'
+import { createBuildPlan, type BuildPlan, type BuildStep, type PlannedStage } from './plan.ts'
+import { neededImages, readStages } from '../../../dockerfile/stages.ts'
+import { sniffCompression } from './tar-extract.ts'
+import { buildCacheKey, configOnlyKey, fromKey, stepKeys } from './step-key.ts'
+import { needsUserDb, resolveUser, UserLookupError } from './users.ts'
 import { displayUrl, downloadUrl } from './download.ts'
-import { errorMessage, InputError } from './errors.ts'
-import { HttpError } from './http/errors.ts'
-import { resolveImage, saveCarriedConfig, withCarriedConfig, type ImageContext, type PreparedImage } from './image.ts'
-import { parseBaseImage } from './inputs.ts'
-import { inLogGroup } from './operation-group.ts'
-import { judge, type Verdict } from './outcome.ts'
-import { annotationMessage, reportFailure, type RemoteLogGroup } from './output/remote-log.ts'
-import { say, warn } from './output/say.ts'
-import { renderBuildSummary, type BuildSummaryStep } from './output/summary.ts'
-import { materialize, materializeInline, prepareStep, UserDbCache, type StepContext } from './providers/contree/build-step.ts'
-import type { LocalFile, OperationOutcome, SandboxFile } from './providers/types.ts'
-import { envRecord, type ImageConfig } from './registry/image-config.ts'
+import { errorMessage, InputError } from '../../../errors.ts'
+import { HttpError } from '../../../http/errors.ts'
+import { resolveImage, saveCarriedConfig, withCarriedConfig, type ImageContext, type PreparedImage } from '../images.ts'
+import { parseBaseImage } from '../../../inputs.ts'
+import { inLogGroup } from '../../../operation-group.ts'
+import { judge, type Verdict } from '../../../outcome.ts'
+import { annotationMessage, reportFailure } from '../../../output/remote-log.ts'
+import { say, warn } from '../../../output/say.ts'
+import { renderBuildSummary, type BuildSummaryStep } from '../../../output/summary.ts'
+import { materialize, materializeInline, prepareStep, UserDbCache, type StepContext } from './step.ts'
+import type { LocalFile, LogGroup, OperationOutcome } from '../../types.ts'
+import type { SandboxFile } from '../service-types.ts'
+import { envRecord, type ImageConfig } from '../../../image/image-config.ts'
 
 interface StepMap {
   version: 2
@@ -378,7 +379,7 @@ async function runStep(
     return files
   }
   const usesRemembered = placements.some((placement) => fileIds.remembered.has(placement.file.sha256))
-  const spawn = async (files: Record<string, SandboxFile>, group: RemoteLogGroup): Promise<OperationOutcome> =>
+  const spawn = async (files: Record<string, SandboxFile>, group: LogGroup): Promise<OperationOutcome> =>
     provider.run(
       {
         image,

@@ -7,7 +7,7 @@
  */
 import { createHash } from 'node:crypto'
 import type { BuildStep, CopyEntry } from './plan.ts'
-import type { FromSource } from './stages.ts'
+import type { FromSource } from '../../../dockerfile/stages.ts'
 
 /** Bumped whenever the meaning of a key changes, so old cache entries stop matching. */
 const NAMESPACE = 'sandbox-action/build/v2'

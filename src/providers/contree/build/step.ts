@@ -15,19 +15,20 @@ import { createHash } from 'node:crypto'
 import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { Readable } from 'node:stream'
-import type { ContextTree } from '../../build/context.ts'
-import { formatMode } from '../../build/copy-plan.ts'
-import type { BuildStep, CopyEntry, FsOp } from '../../build/plan.ts'
-import type { FromSource } from '../../build/stages.ts'
-import { decompressed, extractTar, type TarEntry } from '../../build/tar-extract.ts'
-import { needsUserDb, parseGroup, parsePasswd, resolveChown, resolveUser, ROOT, UserLookupError, type UserDb } from '../../build/users.ts'
-import { DockerfileError } from '../../build/dockerfile.ts'
-import { containsWildcards } from '../../build/context.ts'
-import type { LocalFile, Provider } from '../types.ts'
-import { encodeOperations, HELPER_PATH, OPERATIONS_PATH, SECRET_ENV_PREFIX, STAGING_DIR, stepHelperBinary, type HelperOp, type Owner } from './step-helper/operations.ts'
+import type { ContextTree } from '../../../dockerfile/context.ts'
+import { formatMode } from './copy-plan.ts'
+import type { BuildStep, CopyEntry, FsOp } from './plan.ts'
+import type { FromSource } from '../../../dockerfile/stages.ts'
+import { decompressed, extractTar, type TarEntry } from './tar-extract.ts'
+import { needsUserDb, parseGroup, parsePasswd, resolveChown, resolveUser, ROOT, UserLookupError, type UserDb } from './users.ts'
+import { DockerfileError } from '../../../dockerfile/dockerfile.ts'
+import { containsWildcards } from '../../../dockerfile/context.ts'
+import type { LocalFile } from '../../types.ts'
+import type { ContreeServiceApi } from '../service-types.ts'
+import { encodeOperations, HELPER_PATH, OPERATIONS_PATH, SECRET_ENV_PREFIX, STAGING_DIR, stepHelperBinary, type HelperOp, type Owner } from '../step-helper/operations.ts'
 
 export interface StepContext {
-  provider: Provider
+  provider: ContreeServiceApi
   signal: AbortSignal
   fileName: string
   /** Stage index → the image its result is. */
@@ -58,9 +59,9 @@ export interface PreparedStep {
 /** /etc/passwd and /etc/group of each image, read once per build. */
 export class UserDbCache {
   private readonly dbs = new Map<string, Promise<UserDb>>()
-  private readonly provider: Provider
+  private readonly provider: ContreeServiceApi
   private readonly signal: AbortSignal
-  constructor(provider: Provider, signal: AbortSignal) {
+  constructor(provider: ContreeServiceApi, signal: AbortSignal) {
     this.provider = provider
     this.signal = signal
   }
