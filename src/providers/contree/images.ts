@@ -1,7 +1,7 @@
 /**
  * Turns the image inputs into the UUID of an image that exists on the service: an image UUID or a
  * ConTree tag is looked up exactly; a registry reference is imported once and then found again by
- * its manifest digest through the Actions cache; a Dockerfile is built (see build/executor.ts).
+ * its manifest digest through the Actions cache. (A Dockerfile is built by build/executor.ts.)
  */
 import * as core from '@actions/core'
 import { imageConfigKeys, importKeys } from '../../image/cache-keys.ts'
@@ -18,7 +18,6 @@ import { parseReference, toContreeImportUrl, type ImageReference } from '../../i
 import { fetchImageConfig, readCachedImageConfig, type ImageConfig, type Platform } from '../../image/image-config.ts'
 import { resolveManifestDigest, type RegistryTransport, type ResolveOptions } from '../../image/resolve-digest.ts'
 import { createRegistryTransport } from '../../image/registry-transport.ts'
-import { buildImage } from './build/executor.ts'
 
 export interface PreparedImage {
   uuid: string
@@ -46,9 +45,9 @@ export interface ImageContext {
   registryTransport?: RegistryTransport
 }
 
-export async function prepareImage(ctx: ImageContext): Promise<PreparedImage> {
+/** The `image` input's image: found, or imported, then given the `tag` input when one is asked for. */
+export async function prepareNamedImage(ctx: ImageContext): Promise<PreparedImage> {
   const { inputs } = ctx
-  if (inputs.build) return buildImage(ctx)
   if (!inputs.image) throw new Error('internal: no image to prepare')
   const image = await resolveImage(ctx, inputs.image, inputs.tag)
   if (inputs.tag && image.tag !== inputs.tag) {

@@ -13,7 +13,7 @@ import { say } from '../../output/say.ts'
 import { StreamTally } from '../../stream-tally.ts'
 import type { ImageRequest, LiveWork, LiveWorkRegistry, PreparedImage, Provider, ProviderContext, RunOutcome, RunRequest } from '../types.ts'
 import { buildImage } from './build/executor.ts'
-import { prepareImage as resolveInputsImage, resolveImage, type ImageContext, type PreparedImage as ContreeImage } from './images.ts'
+import { prepareNamedImage, resolveImage, type ImageContext, type PreparedImage as ContreeImage } from './images.ts'
 import { ContreeService } from './service.ts'
 import { toSandboxFiles } from './service-types.ts'
 
@@ -65,7 +65,7 @@ export class ContreeProvider implements Provider {
       let image: ContreeImage
       if (request.kind === 'build') image = await buildImage(imageCtx)
       else if (request.kind === 'existing') image = await resolveImage(imageCtx, parseImage(request.ref))
-      else image = await resolveInputsImage(imageCtx)
+      else image = await prepareNamedImage(imageCtx)
       return {
         id: image.uuid,
         ...(image.digest ? { digest: image.digest } : {}),
