@@ -12,7 +12,7 @@ import { startCacheService } from '../emulator/cache-service.ts'
 import { startContreeEmulator } from '../emulator/contree/index.ts'
 import type { ContreeEmulator } from '../emulator/contree/types.ts'
 import { startRegistryAuthProxy } from '../emulator/registry-auth-proxy.ts'
-import { pushImage, registryAvailable, startRegistry } from '../emulator/registry.ts'
+import { pushImage, pushTestImage, registryAvailable, startRegistry } from '../emulator/registry.ts'
 import { runAction, startAction, type ActionResult } from '../helpers/run-action.ts'
 import { eventually } from '../helpers/wait.ts'
 
@@ -306,6 +306,14 @@ describe.skipIf(!registryAvailable() && !process.env.CI)('importing from a regis
     expect(imports()).toHaveLength(1)
     expect(third.outputs.digest).toBe(republished.digest)
     expect(third.stdout).toContain('imported v2')
+  })
+
+  it('runs an imported image as docker run would: its Env, WorkingDir and User', async () => {
+    await pushTestImage(registry.url, 'team/notebook', 'v1', 'jupyter')
+    const result = await importRun(`${registry.host}/team/notebook:v1`, { run: 'echo "uid=$(id -u) gid=$(id -g) cwd=$(pwd) conda=$CONDA_DIR"' })
+    expect(result.exitCode, result.stdout).toBe(0)
+    // docker run of jupyter/base-notebook: USER 1000 (group users, 100), WORKDIR /home/jovyan, the image's Env.
+    expect(result.stdout).toContain('uid=1000 gid=100 cwd=/home/jovyan conda=/opt/conda')
   })
 
   it('imports by digest', async () => {

@@ -12,7 +12,10 @@ import { inLogGroup } from '../../operation-group.ts'
 import { say } from '../../output/say.ts'
 import { StreamTally } from '../../stream-tally.ts'
 import type { ImageRequest, LiveWork, LiveWorkRegistry, PreparedImage, Provider, ProviderContext, RunOutcome, RunRequest } from '../types.ts'
+import { envRecord, type ImageConfig } from '../../image/image-config.ts'
 import { buildImage } from './build/executor.ts'
+import { UserDbCache } from './build/step.ts'
+import { EMPTY_USER_DB, needsUserDb, resolveUser } from './build/users.ts'
 import { prepareNamedImage, resolveImage, type ImageContext, type PreparedImage as ContreeImage } from './images.ts'
 import { ContreeService } from './service.ts'
 import { toSandboxFiles } from './service-types.ts'
@@ -66,13 +69,14 @@ export class ContreeProvider implements Provider {
       if (request.kind === 'build') image = await buildImage(imageCtx)
       else if (request.kind === 'existing') image = await resolveImage(imageCtx, parseImage(request.ref))
       else image = await prepareNamedImage(imageCtx)
+      const defaults = image.runDefaults ?? (image.config ? await this.defaultsFromConfig(image.uuid, image.config, ctx.signal) : undefined)
       return {
         id: image.uuid,
         ...(image.digest ? { digest: image.digest } : {}),
         cacheHit: image.cacheHit,
         ...(image.tag ? { tag: image.tag } : {}),
         outputs: { 'image-uuid': image.uuid },
-        ...(image.runDefaults ? { defaults: image.runDefaults } : {}),
+        ...(defaults ? { defaults } : {}),
       }
     } finally {
       // Imports and a build's step table are part of the step's report, also when they failed.
@@ -133,6 +137,16 @@ export class ContreeProvider implements Provider {
       tail: group.tail(),
       ...(outcome.notices ? { notices: outcome.notices } : {}),
     }
+  }
+
+  /**
+   * Like `docker run` of a registry image: its Env, WorkingDir and User apply unless the run says
+   * otherwise (a named user is looked up in the image's own /etc/passwd).
+   */
+  private async defaultsFromConfig(uuid: string, config: ImageConfig, signal: AbortSignal): Promise<PreparedImage['defaults']> {
+    const db = needsUserDb(config.user, 'user') ? await new UserDbCache(this.service, signal).get(uuid) : EMPTY_USER_DB
+    const user = resolveUser(config.user, db)
+    return { cwd: config.workingDir || '/', env: envRecord(config.env), uid: user.uid, gid: user.gid }
   }
 
   cancel(work: LiveWork, timeoutMs: number): Promise<string> {
