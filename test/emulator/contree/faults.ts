@@ -1,5 +1,6 @@
 // Deterministic fault injection: rules are consumed in the order added; each application is recorded.
-import type { AppliedFault, FaultAction, FaultController, FaultRule } from './types.ts'
+import { checkRuleBasics, checkRuleTimesAndKind, FaultQueue } from '../shared/fault-rules.ts'
+import type { FaultAction, FaultRule } from './types.ts'
 
 const STREAM_KINDS = new Set<FaultAction['kind']>([
   'cut-stream',
@@ -24,30 +25,10 @@ export function isStreamFault(action: FaultAction): boolean {
   return STREAM_KINDS.has(action.kind)
 }
 
-interface LiveRule {
-  rule: FaultRule
-  pattern: RegExp
-  remaining: number
-}
-
 /** Checks a rule that may have arrived as JSON from another process; throws a readable error. */
 export function validateRule(value: unknown): FaultRule {
-  if (value === null || typeof value !== 'object') throw new Error('fault rule must be an object')
-  const rule = value as Partial<FaultRule>
-  if (typeof rule.path !== 'string') throw new Error('fault rule needs "path" (a regular expression source)')
-  try {
-    new RegExp(rule.path)
-  } catch {
-    throw new Error(`fault rule path is not a valid regular expression: ${rule.path}`)
-  }
-  if (rule.method !== undefined && typeof rule.method !== 'string') throw new Error('fault rule "method" must be a string')
-  if (rule.times !== undefined && (!Number.isInteger(rule.times) || rule.times < 1)) {
-    throw new Error('fault rule "times" must be a positive integer')
-  }
-  const action = rule.action as FaultAction | undefined
-  if (!action || typeof action !== 'object' || !ALL_KINDS.has(action.kind)) {
-    throw new Error(`fault rule "action.kind" must be one of ${[...ALL_KINDS].join(', ')}`)
-  }
+  const rule = checkRuleBasics<FaultRule>(value)
+  const action = checkRuleTimesAndKind(rule, ALL_KINDS)
   if (action.kind === 'status' && !Number.isInteger(action.status)) throw new Error('status fault needs an integer "status"')
   const fields = action as unknown as Record<string, unknown>
   for (const key of ['afterEvents', 'afterBytes', 'count', 'delayMs']) {
@@ -72,28 +53,10 @@ export function validateRule(value: unknown): FaultRule {
   return rule as FaultRule
 }
 
-export class FaultRules implements FaultController {
-  private rules: LiveRule[] = []
-  private log: AppliedFault[] = []
-
-  add(...rules: FaultRule[]): void {
-    for (const raw of rules) {
-      const rule = validateRule(raw)
-      this.rules.push({ rule, pattern: new RegExp(rule.path), remaining: rule.times ?? 1 })
-    }
-  }
-
-  clear(): void {
-    this.rules = []
-    this.log = []
-  }
-
-  pending(): FaultRule[] {
-    return this.rules.map((live) => ({ ...live.rule, times: live.remaining }))
-  }
-
-  applied(): AppliedFault[] {
-    return [...this.log]
+/** The rule queue (shared/fault-rules.ts) with this emulator's rules. */
+export class FaultRules extends FaultQueue<FaultRule, FaultAction> {
+  constructor() {
+    super(validateRule)
   }
 
   /**
@@ -101,16 +64,6 @@ export class FaultRules implements FaultController {
    * only make sense on the events route, so they are skipped elsewhere (and stay pending).
    */
   take(method: string, path: string, isEventsRoute: boolean, requestIndex: number): FaultAction | undefined {
-    for (let i = 0; i < this.rules.length; i++) {
-      const live = this.rules[i] as LiveRule
-      if (live.rule.method && live.rule.method.toUpperCase() !== method.toUpperCase()) continue
-      if (!live.pattern.test(path)) continue
-      if (!isEventsRoute && isStreamFault(live.rule.action)) continue
-      live.remaining -= 1
-      if (live.remaining <= 0) this.rules.splice(i, 1)
-      this.log.push({ requestIndex, method, path, action: live.rule.action })
-      return live.rule.action
-    }
-    return undefined
+    return this.takeMatching(method, path, requestIndex, (rule) => isEventsRoute || !isStreamFault(rule.action))
   }
 }

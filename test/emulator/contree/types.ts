@@ -1,5 +1,6 @@
 // Public types of the ConTree emulator. Wire shapes follow shared/protocols/contree-v1.md.
 import type { ImageRuntimeConfig } from '../oci-image.ts'
+import type { AppliedFault as SharedAppliedFault, BaseFaultRule, FaultController as SharedFaultController } from '../shared/fault-rules.ts'
 import type { TarEntryInput } from '../tar-writer.ts'
 import type { TestImageName } from '../test-images.ts'
 
@@ -67,34 +68,12 @@ export type StreamFaultAction = Extract<
   }
 >
 
-export interface FaultRule {
-  /** HTTP method to match (case-insensitive); any method when absent. */
-  method?: string
-  /** Regular expression source matched against the request pathname. */
-  path: string
-  /** How many matching requests the rule applies to (default 1). */
-  times?: number
-  action: FaultAction
-}
+export type FaultRule = BaseFaultRule<FaultAction>
 
-export interface AppliedFault {
-  /** Index into `emulator.requests` of the request that got the fault. */
-  requestIndex: number
-  method: string
-  path: string
-  action: FaultAction
-}
+/** Which request got which fault (shared/fault-rules.ts). */
+export type AppliedFault = SharedAppliedFault<FaultAction>
 
-export interface FaultController {
-  /** Appends rules; they are consumed in the order added. */
-  add(...rules: FaultRule[]): void
-  /** Removes all pending rules and the applied log. */
-  clear(): void
-  /** Rules (with their remaining `times`) not yet used up. */
-  pending(): FaultRule[]
-  /** Which request got which fault, in order. */
-  applied(): AppliedFault[]
-}
+export type FaultController = SharedFaultController<FaultRule, FaultAction>
 
 export interface RecordedRequest {
   method: string

@@ -1,7 +1,8 @@
 // Deterministic fault injection: rules are consumed in the order added; each application is recorded. A rule
 // whose kind cannot apply to a request (a stream fault on a JSON route, a start fault elsewhere than
 // sandbox create) is skipped and stays pending.
-import type { AppliedFault, FaultAction, FaultController, FaultRule, Surface } from './types.ts'
+import { checkRuleBasics, checkRuleTimesAndKind, FaultQueue } from '../shared/fault-rules.ts'
+import type { FaultAction, FaultRule, Surface } from './types.ts'
 
 export const STREAM_KINDS: ReadonlySet<FaultAction['kind']> = new Set(['cut-stream', 'end-stream', 'error-event'])
 export const START_KINDS: ReadonlySet<FaultAction['kind']> = new Set(['slow-start', 'failed-to-start'])
@@ -34,23 +35,9 @@ function isCount(value: unknown): boolean {
 
 /** Checks a rule that may have arrived as JSON from another process; throws a readable error. */
 export function validateRule(value: unknown): FaultRule {
-  if (value === null || typeof value !== 'object') throw new Error('fault rule must be an object')
-  const rule = value as Partial<FaultRule>
-  if (typeof rule.path !== 'string') throw new Error('fault rule needs "path" (a regular expression source)')
-  try {
-    new RegExp(rule.path)
-  } catch {
-    throw new Error(`fault rule path is not a valid regular expression: ${rule.path}`)
-  }
-  if (rule.method !== undefined && typeof rule.method !== 'string') throw new Error('fault rule "method" must be a string')
+  const rule = checkRuleBasics<FaultRule>(value)
   if (rule.server !== undefined && !SURFACES.has(rule.server)) throw new Error('fault rule "server" must be api, builder or agent')
-  if (rule.times !== undefined && (!Number.isInteger(rule.times) || rule.times < 1)) {
-    throw new Error('fault rule "times" must be a positive integer')
-  }
-  const action = rule.action as FaultAction | undefined
-  if (!action || typeof action !== 'object' || !ALL_KINDS.has(action.kind)) {
-    throw new Error(`fault rule "action.kind" must be one of ${[...ALL_KINDS].join(', ')}`)
-  }
+  const action = checkRuleTimesAndKind(rule, ALL_KINDS)
   if ((action.kind === 'status' || action.kind === 'status-after') && !(Number.isInteger(action.status) && action.status >= 100 && action.status <= 599)) {
     throw new Error(`${action.kind} fault needs an HTTP "status"`)
   }
@@ -64,12 +51,6 @@ export function validateRule(value: unknown): FaultRule {
   return rule as FaultRule
 }
 
-interface LiveRule {
-  rule: FaultRule
-  pattern: RegExp
-  remaining: number
-}
-
 function applies(kind: FaultAction['kind'], target: FaultTarget): boolean {
   if (kind === 'error-event') return target.isBuildLog
   if (STREAM_KINDS.has(kind)) return target.isStream
@@ -77,42 +58,14 @@ function applies(kind: FaultAction['kind'], target: FaultTarget): boolean {
   return true
 }
 
-export class FaultRules implements FaultController {
-  private rules: LiveRule[] = []
-  private log: AppliedFault[] = []
-
-  add(...rules: FaultRule[]): void {
-    const checked = rules.map(validateRule)
-    for (const rule of checked) this.rules.push({ rule, pattern: new RegExp(rule.path), remaining: rule.times ?? 1 })
-  }
-
-  clear(): void {
-    this.rules = []
-    this.log = []
-  }
-
-  pending(): FaultRule[] {
-    return this.rules.map((live) => ({ ...live.rule, times: live.remaining }))
-  }
-
-  applied(): AppliedFault[] {
-    return [...this.log]
+/** The rule queue (shared/fault-rules.ts) with this emulator's rules: a rule can name its server. */
+export class FaultRules extends FaultQueue<FaultRule, FaultAction> {
+  constructor() {
+    super(validateRule)
   }
 
   /** Picks the first rule that matches and can apply, and uses one of its applications. */
   take(target: FaultTarget, requestIndex: number): FaultAction | undefined {
-    for (let i = 0; i < this.rules.length; i++) {
-      const live = this.rules[i] as LiveRule
-      const { rule } = live
-      if (rule.server && rule.server !== target.server) continue
-      if (rule.method && rule.method.toUpperCase() !== target.method.toUpperCase()) continue
-      if (!live.pattern.test(target.path)) continue
-      if (!applies(rule.action.kind, target)) continue
-      live.remaining -= 1
-      if (live.remaining <= 0) this.rules.splice(i, 1)
-      this.log.push({ requestIndex, method: target.method, path: target.path, action: rule.action })
-      return rule.action
-    }
-    return undefined
+    return this.takeMatching(target.method, target.path, requestIndex, (rule) => (!rule.server || rule.server === target.server) && applies(rule.action.kind, target))
   }
 }

@@ -1,6 +1,7 @@
 // Public types of the Together Sandbox emulator. Wire shapes follow shared/protocols/together-v1.md and the
 // OpenAPI documents of togethercomputer/together-sandbox (api-openapi.json, sandbox-openapi.json).
 import type { SandboxMode } from '../contree/sandbox.ts'
+import type { AppliedFault as SharedAppliedFault, BaseFaultRule, FaultController as SharedFaultController } from '../shared/fault-rules.ts'
 import type { TarEntryInput } from '../tar-writer.ts'
 import type { TestImageName } from '../test-images.ts'
 
@@ -57,34 +58,16 @@ export type FaultAction =
   /** `POST /v1/sandboxes`: this sandbox ends `failed_to_start` with that reason (default internal_error). */
   | { kind: 'failed-to-start'; reason?: 'internal_error' | 'out_of_capacity' }
 
-export interface FaultRule {
-  /** HTTP method to match (case-insensitive); any method when absent. */
-  method?: string
-  /** Regular expression source matched against the request pathname (agents: `/agents/<id>/api/v1/…`). */
-  path: string
+/** A rule's `path` is matched against the pathname as the server saw it (agents: `/agents/<id>/api/v1/…`). */
+export interface FaultRule extends BaseFaultRule<FaultAction> {
   /** Only requests to this server (default any). */
   server?: Surface
-  /** How many matching requests the rule applies to (default 1). */
-  times?: number
-  action: FaultAction
 }
 
-export interface AppliedFault {
-  /** Index into `emulator.requests` of the request that got the fault. */
-  requestIndex: number
-  method: string
-  path: string
-  action: FaultAction
-}
+/** Which request got which fault (shared/fault-rules.ts). */
+export type AppliedFault = SharedAppliedFault<FaultAction>
 
-export interface FaultController {
-  /** Appends rules; they are consumed in the order added. Throws on a malformed rule. */
-  add(...rules: FaultRule[]): void
-  clear(): void
-  /** Rules (with their remaining `times`) not yet used up. */
-  pending(): FaultRule[]
-  applied(): AppliedFault[]
-}
+export type FaultController = SharedFaultController<FaultRule, FaultAction>
 
 export interface RecordedRequest {
   server: Surface
