@@ -2,6 +2,7 @@
 // (demo, benchmarks). Usage: node test/emulator/cli.ts [--port N] [--token T] [--project P] [--no-gzip]
 import { parseArgs } from 'node:util'
 import { startContreeEmulator } from './contree/index.ts'
+import { closeOnSignal } from './shared/close-on-signal.ts'
 
 const { values } = parseArgs({
   options: {
@@ -35,17 +36,4 @@ try {
 // One line on stdout, written before anything else, so a parent process can read the URL.
 process.stdout.write(`CONTREE_URL=${emulator.url}\n`)
 
-let stopping = false
-const stop = (signal: NodeJS.Signals) => {
-  if (stopping) return
-  stopping = true
-  emulator.close().then(
-    () => process.exit(signal === 'SIGINT' ? 130 : 0),
-    (error: unknown) => {
-      process.stderr.write(`emulator close failed: ${(error as Error).message}\n`)
-      process.exit(1)
-    },
-  )
-}
-process.on('SIGINT', stop)
-process.on('SIGTERM', stop)
+closeOnSignal(emulator)

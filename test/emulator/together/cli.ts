@@ -2,6 +2,7 @@
 // TOGETHER_BASE_URL, TOGETHER_BUILDER_URL and TOGETHER_API_KEY, one per line, before anything else.
 // Usage: bash scripts/node24.sh node test/emulator/together/cli.ts [--api-key K] [--no-gzip]
 import { parseArgs } from 'node:util'
+import { closeOnSignal } from '../shared/close-on-signal.ts'
 import { startTogetherEmulator } from './index.ts'
 
 const { values } = parseArgs({ options: { 'api-key': { type: 'string' }, 'no-gzip': { type: 'boolean' } } })
@@ -13,17 +14,4 @@ const emulator = await startTogetherEmulator({
 })
 process.stdout.write(`TOGETHER_BASE_URL=${emulator.apiUrl}\nTOGETHER_BUILDER_URL=${emulator.builderUrl}\nTOGETHER_API_KEY=${emulator.apiKey}\n`)
 
-let stopping = false
-const stop = (signal: NodeJS.Signals) => {
-  if (stopping) return
-  stopping = true
-  emulator.close().then(
-    () => process.exit(signal === 'SIGINT' ? 130 : 0),
-    (error: unknown) => {
-      process.stderr.write(`emulator close failed: ${(error as Error).message}\n`)
-      process.exit(1)
-    },
-  )
-}
-process.on('SIGINT', stop)
-process.on('SIGTERM', stop)
+closeOnSignal(emulator)
