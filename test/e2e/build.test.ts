@@ -7,31 +7,19 @@ import { createHash } from 'node:crypto'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
-import { startCacheService } from '../emulator/cache-service.ts'
-import { startContreeEmulator } from '../emulator/contree/index.ts'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { CacheService } from '../emulator/cache-service.ts'
 import type { ContreeEmulator } from '../emulator/contree/types.ts'
 import { startRegistryAuthProxy } from '../emulator/registry-auth-proxy.ts'
 import { pushImage, pushTestImage, registryAvailable, startRegistry } from '../emulator/registry.ts'
+import { useContreeServices } from '../helpers/contree-services.ts'
 import { runAction, startAction, type ActionResult } from '../helpers/run-action.ts'
 import { eventually } from '../helpers/wait.ts'
 
 const TOKEN = 'tok-build-Hf83kq'
 let emulator: ContreeEmulator
-let cacheService: Awaited<ReturnType<typeof startCacheService>>
-
-beforeAll(async () => {
-  emulator = await startContreeEmulator({ token: TOKEN, keepaliveMs: 200 })
-  cacheService = await startCacheService()
-})
-afterAll(async () => {
-  await emulator?.close()
-  await cacheService?.close()
-})
-beforeEach(async () => {
-  emulator.reset()
-  await cacheService.setMode('ok')
-})
+let cacheService: CacheService
+useContreeServices(TOKEN, (services) => ({ emulator, cacheService } = services))
 
 const spawns = () => emulator.requests.filter((r) => r.method === 'POST' && r.path === '/v1/instances')
 const uploads = () => emulator.requests.filter((r) => r.method === 'POST' && r.path === '/v1/files')

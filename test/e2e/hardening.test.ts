@@ -8,29 +8,18 @@ import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
-import { startCacheService } from '../emulator/cache-service.ts'
+import type { CacheService } from '../emulator/cache-service.ts'
 import { startContreeEmulator } from '../emulator/contree/index.ts'
 import type { ContreeEmulator } from '../emulator/contree/types.ts'
+import { useContreeServices } from '../helpers/contree-services.ts'
 import { executedCommands, runAction, startAction, type ActionResult } from '../helpers/run-action.ts'
 import { gate, startServiceProxy } from '../helpers/service-proxy.ts'
 import { eventually } from '../helpers/wait.ts'
 
 const TOKEN = 'tok-hard-9fQ2xLm4'
 let emulator: ContreeEmulator
-let cacheService: Awaited<ReturnType<typeof startCacheService>>
-
-beforeAll(async () => {
-  emulator = await startContreeEmulator({ token: TOKEN, keepaliveMs: 200 })
-  cacheService = await startCacheService()
-})
-afterAll(async () => {
-  await emulator?.close()
-  await cacheService?.close()
-})
-beforeEach(async () => {
-  emulator.reset()
-  await cacheService.setMode('ok')
-})
+let cacheService: CacheService
+useContreeServices(TOKEN, (services) => ({ emulator, cacheService } = services))
 
 function inputs(extra: Record<string, string>, url = emulator.url): Record<string, string> {
   return { 'api-url': url, token: TOKEN, image: 'tag:busybox:latest', ...extra }
