@@ -12,6 +12,7 @@ import { readBody, sendEmpty, sendError, sendJson } from './http-io.ts'
 import { ImageStore } from './image-store.ts'
 import { OperationTable, TERMINAL } from './operations.ts'
 import { dispatch, EVENTS_ROUTE, type AppContext } from './routes.ts'
+import { recordedHeaders } from '../shared/recorded-headers.ts'
 import { TEST_IMAGES, type TestImageName } from '../test-images.ts'
 import { killGroup, Sandbox } from './sandbox.ts'
 import type {
@@ -21,15 +22,6 @@ import type {
   RecordedRequest,
   StreamFaultAction,
 } from './types.ts'
-
-function recordHeaders(req: IncomingMessage): Record<string, string> {
-  const headers: Record<string, string> = {}
-  for (const [name, value] of Object.entries(req.headers)) {
-    if (value === undefined) continue
-    headers[name] = name === 'authorization' ? '<redacted>' : Array.isArray(value) ? value.join(', ') : value
-  }
-  return headers
-}
 
 export async function startContreeEmulator(options: ContreeEmulatorOptions = {}): Promise<ContreeEmulator> {
   const ownDataDir = options.dataDir === undefined
@@ -133,7 +125,7 @@ export async function startContreeEmulator(options: ContreeEmulatorOptions = {})
       method,
       path: url.pathname,
       query: Object.fromEntries(url.searchParams),
-      headers: recordHeaders(req),
+      headers: recordedHeaders(req),
       bodyBytes: 0,
       at: Date.now(),
     }

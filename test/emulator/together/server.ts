@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Sandbox, SandboxUnavailableError } from '../contree/sandbox.ts'
+import { recordedHeaders } from '../shared/recorded-headers.ts'
 import { AGENT_ROUTES } from './agent-routes.ts'
 import { API_ROUTES } from './api-routes.ts'
 import type { App, ResolvedOptions } from './app.ts'
@@ -44,15 +45,6 @@ function resolveOptions(options: TogetherEmulatorOptions): ResolvedOptions {
     workspaceDir: options.workspaceDir ?? '/',
     registryHost: options.registryHost ?? 'registry.together.emulator',
   }
-}
-
-function recordHeaders(req: IncomingMessage): Record<string, string> {
-  const headers: Record<string, string> = {}
-  for (const [name, value] of Object.entries(req.headers)) {
-    if (value === undefined) continue
-    headers[name] = name === 'authorization' ? '<redacted>' : Array.isArray(value) ? value.join(', ') : value
-  }
-  return headers
 }
 
 async function listen(server: Server): Promise<string> {
@@ -190,7 +182,7 @@ export async function startTogetherEmulator(options: TogetherEmulatorOptions = {
       method,
       path: url.pathname,
       query: [...url.searchParams],
-      headers: recordHeaders(req),
+      headers: recordedHeaders(req),
       bodyBytes: 0,
       at: Date.now(),
     }
