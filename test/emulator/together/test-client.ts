@@ -1,58 +1,26 @@
-// Helpers for the emulator's own tests: plain HTTP calls (gzip decoded), whole event streams, build contexts
+// Helpers for the emulator's own tests: HTTP calls with bearer tokens and whole event streams
+// (shared/test-http.ts: gzip decoded, streams read leniently), build contexts
 // as real tar.gz archives, and the multipart submit exactly as the SDKs send it.
-import { gunzipSync, gzipSync, constants as zlibConstants } from 'node:zlib'
-import { request, type Dispatcher } from 'undici'
+import { gzipSync } from 'node:zlib'
+import type { Dispatcher } from 'undici'
+import { callUrl, readEventStream, type CallResult, type StreamResult } from '../shared/test-http.ts'
 import { buildTar, type TarFiles } from '../tar-writer.ts'
 import type { TogetherEmulator } from './types.ts'
 
-export interface CallResult {
-  status: number
-  headers: Record<string, string | string[] | undefined>
-  body: Buffer
-  json(): any
-}
+export type { CallResult, StreamResult } from '../shared/test-http.ts'
 
-export async function call(
+export function call(
   url: string,
   method: Dispatcher.HttpMethod,
   opts: { token?: string | null; body?: unknown; headers?: Record<string, string> } = {},
 ): Promise<CallResult> {
-  const raw = opts.body === undefined || typeof opts.body === 'string' || opts.body instanceof Uint8Array
-  const headers: Record<string, string> = { 'accept-encoding': 'gzip', ...(raw ? {} : { 'content-type': 'application/json' }), ...opts.headers }
-  if (opts.token) headers.authorization = `Bearer ${opts.token}`
-  const res = await request(url, { method, headers, body: raw ? (opts.body as string | Uint8Array | undefined) : JSON.stringify(opts.body) })
-  const bytes = Buffer.from(await res.body.arrayBuffer())
-  const body = res.headers['content-encoding'] === 'gzip' && bytes.length > 0 ? gunzipSync(bytes) : bytes
-  return { status: res.statusCode, headers: res.headers, body, json: () => JSON.parse(body.toString('utf8')) }
-}
-
-export interface StreamResult {
-  status: number
-  headers: Record<string, string | string[] | undefined>
-  /** Decoded text received, even when the stream broke. */
-  text: string
-  /** The transport error that ended the body, if it broke. */
-  error: Error | null
+  const headers = opts.token ? { ...opts.headers, authorization: `Bearer ${opts.token}` } : opts.headers
+  return callUrl(url, method, { body: opts.body, headers })
 }
 
 /** Reads an event stream to its end (or its break); gzip is decoded leniently so a cut stream still shows. */
-export async function readStream(url: string, token: string | null, headers: Record<string, string> = {}): Promise<StreamResult> {
-  const res = await request(url, {
-    headers: { accept: 'text/event-stream', 'accept-encoding': 'gzip', ...(token ? { authorization: `Bearer ${token}` } : {}), ...headers },
-  })
-  const chunks: Buffer[] = []
-  let error: Error | null = null
-  try {
-    for await (const chunk of res.body) chunks.push(chunk as Buffer)
-  } catch (caught) {
-    error = caught as Error
-  }
-  const raw = Buffer.concat(chunks)
-  const text =
-    res.headers['content-encoding'] === 'gzip' && raw.length > 0
-      ? gunzipSync(raw, { finishFlush: zlibConstants.Z_SYNC_FLUSH }).toString('utf8')
-      : raw.toString('utf8')
-  return { status: res.statusCode, headers: res.headers, text, error }
+export function readStream(url: string, token: string | null, headers: Record<string, string> = {}): Promise<StreamResult> {
+  return readEventStream(url, { ...(token ? { authorization: `Bearer ${token}` } : {}), ...headers })
 }
 
 /** The `data` of each complete event (comments and the unterminated tail left out). */
