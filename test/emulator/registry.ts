@@ -5,12 +5,12 @@
  * multi-platform indexes.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { accessSync, constants } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
-import { delimiter, join } from 'node:path'
+import { join } from 'node:path'
 import { buildOciImage, buildOciIndex, type Blob, type OciImage, type OciImageOptions, type Platform } from './oci-image.ts'
+import { findExecutable } from './shared/find-executable.ts'
 import type { TarFiles } from './tar-writer.ts'
 import { platformMarker, SERVICE_PLATFORM, testImageConfig, testImageTar, type TestImageName } from './test-images.ts'
 
@@ -33,17 +33,7 @@ export function registryAvailable(): boolean {
 }
 
 function findBinary(): string | undefined {
-  for (const dir of (process.env['PATH'] ?? '').split(delimiter)) {
-    if (dir === '') continue
-    const candidate = join(dir, BINARY)
-    try {
-      accessSync(candidate, constants.X_OK)
-      return candidate
-    } catch {
-      // not in this directory
-    }
-  }
-  return undefined
+  return findExecutable(BINARY, process.env['PATH'] ?? '')
 }
 
 export async function startRegistry(): Promise<RunningRegistry> {

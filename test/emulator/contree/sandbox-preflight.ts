@@ -1,8 +1,8 @@
 // Whether this host can sandbox commands the way sandbox.ts does, and the refusal that says what
 // to install or configure when it cannot. The host is read through HostFacts so the rules can be
 // tested against hosts that are not this one.
-import { accessSync, constants, readFileSync } from 'node:fs'
-import { delimiter, join } from 'node:path'
+import { readFileSync } from 'node:fs'
+import { findExecutable } from '../shared/find-executable.ts'
 
 export type SandboxMode = 'root' | 'user-namespace'
 
@@ -20,16 +20,7 @@ export interface HostFacts {
 }
 
 export function findTool(name: string): string | undefined {
-  for (const dir of HOST_PATH.split(delimiter)) {
-    const candidate = join(dir, name)
-    try {
-      accessSync(candidate, constants.X_OK)
-      return candidate
-    } catch {
-      // not here
-    }
-  }
-  return undefined
+  return findExecutable(name, HOST_PATH)
 }
 
 export const hostFacts: HostFacts = {
