@@ -1,19 +1,15 @@
 import { request } from 'undici'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { freePort } from '../registry.ts'
-import { startTogetherEmulator, type TogetherEmulator } from './index.ts'
-import { agent, api, call, execToEnd, readStream, runningSandbox, sseData, waitUntil } from './test-client.ts'
+import type { TogetherEmulator } from './index.ts'
+import { agent, api, call, execToEnd, readStream, runningSandbox, sseData, useRunningSandbox, waitUntil } from './test-client.ts'
 
 let emu: TogetherEmulator
 let sandbox: any
 
-beforeAll(async () => {
-  emu = await startTogetherEmulator({ keepaliveMs: 50, log: () => undefined })
-  const snapshot = (await api(emu, 'POST', '/snapshots', { image: 'busybox:latest' })).json()
-  sandbox = await runningSandbox(emu, snapshot.id)
-})
-afterAll(async () => {
-  await emu.close()
+useRunningSandbox((started, box) => {
+  emu = started
+  sandbox = box
 })
 
 const ioUrl = (id: string, query = '') => `${sandbox.agent.url}/api/v1/stream/execs/${id}/io${query}`

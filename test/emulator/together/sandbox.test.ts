@@ -3,20 +3,16 @@
  * owners, and is one machine: its execs share a process space, and what they leave running keeps running
  * until the sandbox ends. Runs the same as root and as an ordinary user (user namespace with a full id map).
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startTogetherEmulator, type TogetherEmulator } from './index.ts'
-import { agent, api, execToEnd, runningSandbox, waitUntil } from './test-client.ts'
+import { describe, expect, it } from 'vitest'
+import type { TogetherEmulator } from './index.ts'
+import { agent, api, execToEnd, runningSandbox, useRunningSandbox, waitUntil } from './test-client.ts'
 
 let emu: TogetherEmulator
 let sandbox: any
 
-beforeAll(async () => {
-  emu = await startTogetherEmulator({ keepaliveMs: 50, log: () => undefined })
-  const snapshot = (await api(emu, 'POST', '/snapshots', { image: 'busybox:latest' })).json()
-  sandbox = await runningSandbox(emu, snapshot.id)
-})
-afterAll(async () => {
-  await emu.close()
+useRunningSandbox((started, box) => {
+  emu = started
+  sandbox = box
 })
 
 /** Runs `sh -c script` to its end; returns stdout, stderr and the exit code. */

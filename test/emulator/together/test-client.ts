@@ -3,8 +3,10 @@
 // as real tar.gz archives, and the multipart submit exactly as the SDKs send it.
 import { gzipSync } from 'node:zlib'
 import type { Dispatcher } from 'undici'
+import { afterAll, beforeAll } from 'vitest'
 import { callUrl, readEventStream, type CallResult, type StreamResult } from '../shared/test-http.ts'
 import { buildTar, type TarFiles } from '../tar-writer.ts'
+import { startTogetherEmulator } from './index.ts'
 import type { TogetherEmulator } from './types.ts'
 
 export type { CallResult, StreamResult } from '../shared/test-http.ts'
@@ -115,4 +117,20 @@ export async function waitUntil(probe: () => boolean | Promise<boolean>, what: s
     if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
     await new Promise((resolve) => setTimeout(resolve, 20))
   }
+}
+
+/**
+ * Registers a test file's hooks for an emulator with one running sandbox on `busybox:latest` (keepalives
+ * every 50 ms, start-up notes silenced), closed after the file. `started` gets both once the sandbox runs.
+ */
+export function useRunningSandbox(started: (emu: TogetherEmulator, sandbox: any) => void): void {
+  let emu: TogetherEmulator | undefined
+  beforeAll(async () => {
+    emu = await startTogetherEmulator({ keepaliveMs: 50, log: () => undefined })
+    const snapshot = (await api(emu, 'POST', '/snapshots', { image: 'busybox:latest' })).json()
+    started(emu, await runningSandbox(emu, snapshot.id))
+  })
+  afterAll(async () => {
+    await emu?.close()
+  })
 }
