@@ -5,7 +5,6 @@
  */
 import { createHash } from 'node:crypto'
 import * as fs from 'node:fs'
-import * as os from 'node:os'
 import * as path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { CacheService } from '../emulator/cache-service.ts'
@@ -15,6 +14,7 @@ import { pushImage, pushTestImage, registryAvailable, startRegistry } from '../e
 import { useContreeServices } from '../helpers/contree-services.ts'
 import { runAction, startAction, type ActionResult } from '../helpers/run-action.ts'
 import { eventually } from '../helpers/wait.ts'
+import { workspaceWith } from '../helpers/workspace.ts'
 
 const TOKEN = 'tok-build-Hf83kq'
 let emulator: ContreeEmulator
@@ -27,12 +27,7 @@ const probes = () => emulator.requests.filter((r) => r.method === 'GET' && /^\/v
 const imports = () => emulator.requests.filter((r) => r.method === 'POST' && r.path === '/v1/images/import')
 
 function makeProject(files: Record<string, string>): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'build-ws-'))
-  for (const [name, content] of Object.entries(files)) {
-    fs.mkdirSync(path.dirname(path.join(dir, name)), { recursive: true })
-    fs.writeFileSync(path.join(dir, name), content)
-  }
-  return dir
+  return workspaceWith('build-ws-', files)
 }
 
 const DOCKERFILE = [

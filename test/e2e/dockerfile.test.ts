@@ -18,7 +18,6 @@ import { execFileSync } from 'node:child_process'
 import * as fs from 'node:fs'
 import { createServer, request as httpRequest, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import * as os from 'node:os'
 import * as path from 'node:path'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { startCacheService } from '../emulator/cache-service.ts'
@@ -27,6 +26,7 @@ import type { ContreeEmulator } from '../emulator/contree/types.ts'
 import { pushImage, registryAvailable, startRegistry, type RunningRegistry } from '../emulator/registry.ts'
 import type { TarFiles } from '../emulator/tar-writer.ts'
 import { runAction, type ActionResult } from '../helpers/run-action.ts'
+import { workspaceWith } from '../helpers/workspace.ts'
 
 const TOKEN = 'tok-dockerfile-p3Kx'
 const STANDARD_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
@@ -139,14 +139,8 @@ beforeEach(async () => {
 const spawns = () => emulator.requests.filter((r) => r.method === 'POST' && r.path === '/v1/instances')
 
 function project(files: Record<string, string>): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dockerfile-ws-'))
-  for (const [name, content] of Object.entries(files)) {
-    fs.mkdirSync(path.dirname(path.join(dir, name)), { recursive: true })
-    fs.writeFileSync(path.join(dir, name), content)
-    // A fixed mode, whatever the umask: the expected modes below are Docker's for a 0644 file.
-    fs.chmodSync(path.join(dir, name), 0o644)
-  }
-  return dir
+  // A fixed mode, whatever the umask: the expected modes below are Docker's for a 0644 file.
+  return workspaceWith('dockerfile-ws-', files, { mode: 0o644 })
 }
 
 function build(workspace: string, inputs: Record<string, string> = {}): Promise<ActionResult> {
