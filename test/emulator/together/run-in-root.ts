@@ -11,19 +11,10 @@ import type { Readable, Writable } from 'node:stream'
 import { killGroup, type Sandbox } from '../contree/sandbox.ts'
 import { membersOfGroups } from './process-groups.ts'
 import type { TogetherFs } from './rootfs/client.ts'
-import { prepareInit, SandboxSession } from './sandbox-session.ts'
+import { prepareInit, SandboxSession, type SessionCommand } from './sandbox-session.ts'
 
-export interface RunSpec {
-  /** Absolute path inside the root; must exist. */
-  cwd: string
-  command: string
-  args: string[]
-  env: Record<string, string>
-  uid: number
-  gid: number
-  /** Give the process a stdin pipe (else /dev/null). */
-  stdin: boolean
-}
+/** One shape whether the command runs alone or in a held root's session. */
+export type RunSpec = SessionCommand
 
 export interface ExitStatus {
   code: number | null

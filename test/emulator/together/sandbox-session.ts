@@ -40,14 +40,16 @@ const INIT = [
   'eval "$reap"',
 ].join('\n')
 
-/** What an exec runs, as the agent was asked. */
+/** What a command runs as: an exec as the agent was asked, or a build's RUN (run-in-root.ts's RunSpec). */
 export interface SessionCommand {
+  /** Absolute path inside the root; must exist. */
   cwd: string
   command: string
   args: string[]
   env: Record<string, string>
   uid: number
   gid: number
+  /** Give the process a stdin pipe (else /dev/null). */
   stdin: boolean
 }
 
