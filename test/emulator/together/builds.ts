@@ -9,9 +9,8 @@ import type { BuildState, BuildView } from './types.ts'
 /** Why a build stopped before its end: a DELETE, or an injected `{"error"}` in its log stream. */
 export type StopRequest = { kind: 'cancelled' } | { kind: 'failed'; message: string }
 
-export interface BuildRecord {
-  id: string
-  state: BuildState
+/** What a submitted build is asked to do, as the builder parsed its form. */
+export interface NewBuild {
   imageName: string
   name: string
   tag: string
@@ -21,6 +20,11 @@ export interface BuildRecord {
   nydus: boolean
   /** The uploaded context (.tar.gz), removed when the build ends. */
   contextFile: string
+}
+
+export interface BuildRecord extends NewBuild {
+  id: string
+  state: BuildState
   /** Scratch space of the build (unpacked context, stage roots), removed when it ends. */
   workDir: string
   log: BuildLog
@@ -34,17 +38,6 @@ export interface BuildRecord {
   /** The RUN process now running, if any. */
   current: RunningCommand | null
   createdAt: string
-}
-
-export interface NewBuild {
-  imageName: string
-  name: string
-  tag: string
-  cacheKey: string
-  dockerfile: string
-  buildArgs: Record<string, string>
-  nydus: boolean
-  contextFile: string
 }
 
 export class BuildTable {
