@@ -3,6 +3,7 @@ import { createReadStream } from 'node:fs'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { pipeline } from 'node:stream/promises'
 import { constants as zlibConstants, createGzip, gzipSync } from 'node:zlib'
+import { jsonObjectBody } from '../shared/json-object-body.ts'
 
 export interface ResponseContext {
   gzip: boolean
@@ -102,14 +103,5 @@ export class HttpError extends Error {
 }
 
 export function parseJsonBody(body: Buffer): Record<string, unknown> {
-  let value: unknown
-  try {
-    value = JSON.parse(body.toString('utf8'))
-  } catch {
-    throw new HttpError(400, 'request body is not valid JSON')
-  }
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw new HttpError(400, 'request body must be a JSON object')
-  }
-  return value as Record<string, unknown>
+  return jsonObjectBody(body, HttpError)
 }

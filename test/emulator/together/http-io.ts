@@ -2,6 +2,7 @@
 // gzip when the client accepts it, bounded body reading and strict JSON parsing.
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { gzipSync } from 'node:zlib'
+import { jsonObjectBody } from '../shared/json-object-body.ts'
 import type { Surface } from './types.ts'
 
 /** What a handler answers when it does not stream. */
@@ -157,16 +158,7 @@ export function parseJsonObject(req: IncomingMessage, raw: Buffer, optional = fa
     throw new HttpError(400, 'request body is required')
   }
   if (!isJsonContentType(req)) throw new HttpError(415, 'Content-Type must be application/json')
-  let value: unknown
-  try {
-    value = JSON.parse(raw.toString('utf8'))
-  } catch {
-    throw new HttpError(400, 'request body is not valid JSON')
-  }
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw new HttpError(400, 'request body must be a JSON object')
-  }
-  return value as Record<string, unknown>
+  return jsonObjectBody(raw, HttpError)
 }
 
 /** `Authorization: Bearer <token>` exactly (scheme case-insensitive, as RFC 6750 allows). */
