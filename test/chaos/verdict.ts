@@ -3,7 +3,7 @@
  * struck (from the proxy's log) and whether a signal arrived. Returns every problem found, each a
  * sentence a reader can act on; an empty list is a pass.
  */
-import { printedText } from '../helpers/printed-text.ts'
+import { linesInsideStopCommands, printedText } from '../helpers/printed-text.ts'
 import { executedCommands } from '../helpers/run-action.ts'
 import type { Exchange } from './chaos-proxy.ts'
 import type { RunRecord } from './run-once.ts'
@@ -195,17 +195,7 @@ function knownOperations(saved: readonly string[]): Map<string, string[]> {
  * window was open: the runner does not run them (an annotation or a warning is lost).
  */
 export function swallowedCommands(stdout: string): string[] {
-  const swallowed: string[] = []
-  let token: string | undefined
-  for (const line of stdout.split('\n')) {
-    if (token === undefined) {
-      token = /^::stop-commands::(.+)$/.exec(line)?.[1]
-      continue
-    }
-    if (line === `::${token}::`) token = undefined
-    else if (line.trimStart().startsWith('::')) swallowed.push(line)
-  }
-  return swallowed
+  return linesInsideStopCommands(stdout).filter((line) => line.trimStart().startsWith('::'))
 }
 
 /**

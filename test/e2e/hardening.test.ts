@@ -12,6 +12,7 @@ import type { CacheService } from '../emulator/cache-service.ts'
 import { startContreeEmulator } from '../emulator/contree/index.ts'
 import type { ContreeEmulator } from '../emulator/contree/types.ts'
 import { useContreeServices } from '../helpers/contree-services.ts'
+import { linesInsideStopCommands } from '../helpers/printed-text.ts'
 import { executedCommands, runAction, startAction, type ActionResult } from '../helpers/run-action.ts'
 import { gate, startServiceProxy } from '../helpers/service-proxy.ts'
 import { eventually } from '../helpers/wait.ts'
@@ -37,19 +38,7 @@ beforeEach(() => {
 const newOperations = () => emulator.operations().slice(operationsBefore)
 
 /** The remote lines printed inside the stop-commands windows of `stdout`, in order. */
-function remoteLines(stdout: string): string[] {
-  const lines: string[] = []
-  let token: string | undefined
-  for (const line of stdout.split('\n')) {
-    if (token === undefined) {
-      token = /^::stop-commands::(.+)$/.exec(line)?.[1]
-      continue
-    }
-    if (line === `::${token}::`) token = undefined
-    else lines.push(line)
-  }
-  return lines
-}
+const remoteLines = linesInsideStopCommands
 
 function onlyOwnCommands(result: ActionResult): void {
   for (const command of executedCommands(result.stdout)) {

@@ -30,3 +30,18 @@ export function printedText(stdout: string, title: RegExp = /::group::Run: /): s
   }
   return text.join('')
 }
+
+/** Every line printed inside a stop-commands window of `stdout` (any group), in order, as printed. */
+export function linesInsideStopCommands(stdout: string): string[] {
+  const lines: string[] = []
+  let token: string | undefined
+  for (const line of stdout.split('\n')) {
+    if (token === undefined) {
+      token = /^::stop-commands::(.+)$/.exec(line)?.[1]
+      continue
+    }
+    if (line === `::${token}::`) token = undefined
+    else lines.push(line)
+  }
+  return lines
+}
