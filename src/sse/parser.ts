@@ -68,7 +68,9 @@ export async function* parseSse(body: AsyncIterable<Uint8Array>, opts: ParseSseO
       ready.push({ kind: 'comment', comment: comment.trim() })
     },
     onError(error) {
-      failure = error.type === 'max-buffer-size-exceeded' ? new SseFrameTooLargeError(limit) : error
+      // Only the size bound is ours to enforce. An unknown field (`x-trace: …`) or a `retry:` that is
+      // not a number is ignored, as the SSE spec says: it must not cost a run its output.
+      if (error.type === 'max-buffer-size-exceeded') failure = new SseFrameTooLargeError(limit)
     },
   })
   // Streaming decode keeps multi-byte characters that straddle chunks intact.

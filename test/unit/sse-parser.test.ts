@@ -129,3 +129,39 @@ describe('parseSse', () => {
     expect(await collect([manyFrames], { maxFrameChars: 100 })).toHaveLength(50)
   })
 })
+
+describe('parseSse tolerates what the SSE spec says to ignore', () => {
+  const frame = (id: number, extra: string): string =>
+    `id: ${id}\nevent: stdout\n${extra}data: {"id":${id},"type":"stdout","data":{"value":"x","encoding":"ascii"}}\n\n`
+  const event = (id: number): SseMessage => ({
+    kind: 'event',
+    id: String(id),
+    event: 'stdout',
+    data: `{"id":${id},"type":"stdout","data":{"value":"x","encoding":"ascii"}}`,
+  })
+
+  it.each([
+    ['an unknown field', 'x-trace: 00-4bf92f3577b34da6-01\n'],
+    ['a retry that is not a number', 'retry: abc\n'],
+    ['an empty retry', 'retry:\n'],
+    ['a field without a colon', 'x-flag\n'],
+    ['a valid retry', 'retry: 1500\n'],
+  ])('ignores %s and still delivers every event', async (_name, extra) => {
+    const stream = Buffer.from(`${frame(0, extra)}${frame(1, '')}${extra}\n${frame(2, extra)}`)
+    expect(await collect([stream])).toEqual([event(0), event(1), event(2)])
+    // Also when the odd line arrives a byte at a time.
+    expect(await collect(splitAt(stream, [...stream.keys()]))).toEqual([event(0), event(1), event(2)])
+  })
+
+  it('skips a leading byte order mark, also when it is split across chunks', async () => {
+    const stream = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(frame(0, ''))])
+    expect(await collect([stream])).toEqual([event(0)])
+    expect(await collect(splitAt(stream, [1, 2]))).toEqual([event(0)])
+  })
+
+  it('accepts CRLF line ends around unknown fields', async () => {
+    const stream = Buffer.from(`${frame(0, 'x-trace: a\n')}${frame(1, 'retry: abc\n')}`.replace(/\n/g, '\r\n'))
+    expect(await collect([stream])).toEqual([event(0), event(1)])
+    expect(await collect(splitAt(stream, [...stream.keys()]))).toEqual([event(0), event(1)])
+  })
+})
