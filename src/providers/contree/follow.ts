@@ -7,9 +7,10 @@
 import { CorruptBodyError, HttpError, RequestTimeoutError, TransportError, TruncatedBodyError } from '../../http/errors.ts'
 import { DEFAULT_DELAYS_MS, isTransientStatus, ladderDelay } from '../../http/retry.ts'
 import { realSleep, type Sleep } from '../../http/sleep.ts'
-import { parseSse } from '../../sse/parser.ts'
+import { parseSseBytes, sseText } from '../../sse/parser.ts'
 import { isTerminal } from '../types.ts'
 import type { ContreeApi } from './api.ts'
+import { readOutputEvent } from './output-event.ts'
 import type { OperationEvent, OperationResponse } from './wire.ts'
 
 export type FollowApi = Pick<ContreeApi, 'openEvents' | 'getOperation'>
@@ -122,7 +123,7 @@ export async function* followOperation(api: FollowApi, id: string, opts: FollowO
     let end: CycleEnd = { kind: 'eof' }
     try {
       const res = await api.openEvents(id, { follow: mode === 'follow', ...(lastId === undefined ? {} : { lastEventId: lastId }), ...optSignal(signalFor()) })
-      for await (const message of parseSse(res.body)) {
+      for await (const message of parseSseBytes(res.body)) {
         checkDeadline()
         if (message.kind === 'comment') continue
         if (message.kind === 'id') {
@@ -131,10 +132,11 @@ export async function* followOperation(api: FollowApi, id: string, opts: FollowO
           continue
         }
         if (message.event === 'sse_error') {
-          end = { kind: 'broken', reason: `sse_error: ${message.data}` }
+          end = { kind: 'broken', reason: `sse_error: ${sseText(message.data)}` }
           break
         }
-        const event = toOperationEvent(message.id, message.event, message.data)
+        // Output events (nearly all of a stream) are read straight from their bytes; the rest as JSON.
+        const event = readOutputEvent(message.data) ?? toOperationEvent(message.id, message.event, sseText(message.data))
         if (event.id >= 0) {
           if (lastId !== undefined && event.id <= lastId) continue
           lastId = event.id
