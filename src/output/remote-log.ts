@@ -2,8 +2,13 @@
  * The live writer of untrusted remote output (design.md "Logs"; platform notes §1.1, §2.4, §2.5).
  *
  * Every remote operation gets a trusted `::group::` and its own `::stop-commands::<token>` window.
- * Inside the window, remote bytes are assembled into lines per stream, decoded as UTF-8 across chunk
- * boundaries, sanitised (line-sanitizer.ts) and cut to at most `maxLineBytes` bytes per printed line.
+ * Inside the window, remote bytes are assembled into lines per stream, repaired as UTF-8 across chunk
+ * boundaries, sanitised and cut to at most `maxLineBytes` bytes per printed line (remote-lines.ts,
+ * on bytes: the streaming hot path; line-sanitizer.ts holds the same rules on strings).
+ *
+ * Printed bytes reach stdout in blocks: remote output collects until a block is full or the event
+ * loop turns (so a log is never more than one turn late), and is written as bytes, not strings. The
+ * group's own lines (header, window end, status) are handed over at once, in order with the rest.
  *
  * Line ends: `\n`, `\r\n` and a lone `\r` all end a line, exactly as the runner's reader does. A lone
  * `\r` (progress bars) therefore prints its fragments as separate lines rather than collapsing them:
@@ -11,18 +16,21 @@
  * of its own.
  */
 import { randomUUID } from 'node:crypto'
-import { TextDecoder } from 'node:util'
 import type { OutputSink } from '../providers/types.ts'
+import { ByteBlock } from './byte-block.ts'
 import { escapeCommandData } from './format.ts'
-import { createLineSanitizer, guardLeadingCommand, sanitizeLine, type LineSanitizer } from './line-sanitizer.ts'
+import { createLineSanitizer, guardLeadingCommand, sanitizeLine } from './line-sanitizer.ts'
+import { CONTINUATION_MARKER, LineState, LONGEST_UNIT_BYTES, RemoteLines } from './remote-lines.ts'
 
-/** Appended to every piece of a cut line except its last, so readers know the line continues. */
-export const CONTINUATION_MARKER = ' ↩'
+export { CONTINUATION_MARKER }
 
 const MARKER_BYTES = Buffer.byteLength(CONTINUATION_MARKER)
 /** The leading-command guard inserts one zero-width space (3 bytes) after the cut. */
 const GUARD_BYTES = 3
-const MIN_LINE_BYTES = 16
+/** A piece must hold the longest replacement (the redacted token) besides the guard and marker. */
+const MIN_LINE_BYTES = LONGEST_UNIT_BYTES + GUARD_BYTES + MARKER_BYTES
+/** Remote output handed to stdout in blocks of about this size (or sooner, see LogOutput). */
+const FLUSH_BYTES = 64 * 1024
 /** Annotation messages are truncated by the runner at 4096 chars; we do it ourselves, visibly. */
 const ANNOTATION_MAX_CHARS = 4096
 
@@ -52,12 +60,6 @@ export interface RemoteLogOptions {
   newToken?: () => string
 }
 
-const LINE_END = /\r\n?|\n/g
-
-function defaultWrite(text: string): void {
-  process.stdout.write(text)
-}
-
 /** Waits for stdout to drain when its buffer is full (also gives up waiting if it closes). */
 export function stdoutReady(): Promise<void> | undefined {
   if (!process.stdout.writableNeedDrain) return undefined
@@ -84,7 +86,8 @@ function groupTitle(title: string): string {
 }
 
 /**
- * Cuts `text` into pieces of at most `budget` UTF-8 bytes, never inside a character. The fast path
+ * Cuts `text` into pieces of at most `budget` UTF-8 bytes, never inside a character (for lines the
+ * caller hands over as text; streamed output is cut on bytes by remote-lines.ts). The fast path
  * avoids encoding: a UTF-16 code unit is at most 3 UTF-8 bytes.
  */
 function splitByBytes(text: string, budget: number): string[] {
@@ -105,13 +108,9 @@ function splitByBytes(text: string, budget: number): string[] {
 }
 
 /** Writes the pieces of one sanitised line, with markers on all but the last, into `out`. */
-function pushPieces(pieces: readonly string[], markLast: boolean, out: string[], keep: (line: string) => void): void {
+function pushPieces(pieces: readonly string[], out: string[]): void {
   const last = pieces.length - 1
-  for (let i = 0; i <= last; i++) {
-    const piece = guardLeadingCommand(pieces[i] as string) + (i < last || markLast ? CONTINUATION_MARKER : '')
-    out.push(piece, '\n')
-    keep(piece)
-  }
+  for (let i = 0; i <= last; i++) out.push(guardLeadingCommand(pieces[i] as string), i < last ? `${CONTINUATION_MARKER}\n` : '\n')
 }
 
 function validateToken(token: string): string {
@@ -122,41 +121,84 @@ function validateToken(token: string): string {
   return token
 }
 
-/** Per-stream line assembly state. */
-interface StreamState {
-  readonly decoder: TextDecoder
-  /** Sanitised or raw text of the current unfinished line, joined only when needed. */
-  pending: string[]
-  pendingLength: number
-  /** The last text ended in `\r`; a `\n` starting the next text belongs to the same line end. */
-  afterCR: boolean
+/**
+ * Where printed bytes go, in order. To the action's stdout (the default) remote output is handed
+ * over in blocks: when a block is full, or at the next turn of the event loop, so that a stream of
+ * small events costs a few large writes instead of one per event. A caller's text writer (tests,
+ * one-off reports) gets every batch at once, decoded.
+ */
+class LogOutput {
+  readonly block = new ByteBlock(16 * 1024)
+  readonly #deliver: (bytes: Buffer) => void
+  readonly #batched: boolean
+  #scheduled = false
+  readonly #flushLater = (): void => {
+    this.#scheduled = false
+    this.flush()
+  }
+
+  constructor(write: ((text: string) => void) | undefined) {
+    this.#batched = write === undefined
+    this.#deliver = write === undefined ? (bytes) => void process.stdout.write(bytes) : (bytes) => write(bytes.toString('utf8'))
+  }
+
+  /** Trusted text of the action's own, handed over at once (after whatever came before it). */
+  text(value: string): void {
+    this.block.text(value)
+    this.flush()
+  }
+
+  /** Remote output was added to the block. */
+  added(): void {
+    if (!this.#batched || this.block.length >= FLUSH_BYTES) this.flush()
+    else if (!this.#scheduled && this.block.length > 0) {
+      this.#scheduled = true
+      setImmediate(this.#flushLater)
+    }
+  }
+
+  flush(): void {
+    if (this.block.length > 0) this.#deliver(this.block.take())
+  }
 }
 
-/** The last N printed lines, kept without shifting arrays on the hot path. */
-class RingBuffer {
-  readonly #lines: string[] = []
+/**
+ * The last N printed lines, kept as views of the output blocks they were printed from (blocks are
+ * never written again), and turned into text only when asked for.
+ */
+class TailLines {
+  readonly #buffers: Buffer[] = []
+  readonly #starts: number[] = []
+  readonly #ends: number[] = []
   readonly #capacity: number
   #next = 0
+  #size = 0
 
   constructor(capacity: number) {
     this.#capacity = capacity
   }
 
-  push(line: string): void {
+  readonly record = (buf: Buffer, start: number, end: number): void => {
     if (this.#capacity === 0) return
-    if (this.#lines.length < this.#capacity) this.#lines.push(line)
-    else this.#lines[this.#next] = line
+    this.#buffers[this.#next] = buf
+    this.#starts[this.#next] = start
+    this.#ends[this.#next] = end
     this.#next = (this.#next + 1) % this.#capacity
+    if (this.#size < this.#capacity) this.#size++
   }
 
   toArray(): string[] {
-    if (this.#lines.length < this.#capacity) return this.#lines.slice()
-    return [...this.#lines.slice(this.#next), ...this.#lines.slice(0, this.#next)]
+    const lines: string[] = []
+    for (let k = this.#size; k > 0; k--) {
+      const at = (this.#next - k + this.#capacity) % this.#capacity
+      lines.push((this.#buffers[at] as Buffer).toString('utf8', this.#starts[at], this.#ends[at]))
+    }
+    return lines
   }
 }
 
 interface GroupSettings {
-  readonly write: (text: string) => void
+  readonly output: LogOutput
   readonly ready: () => Promise<void> | undefined
   readonly maxLineBytes: number
   readonly tailLines: number
@@ -170,25 +212,28 @@ interface GroupSettings {
  * ignored: they could only be printed outside the window.
  */
 export class RemoteLogGroup implements OutputSink {
-  readonly #write: (text: string) => void
+  readonly #output: LogOutput
   readonly #ready: () => Promise<void> | undefined
   readonly #token: string
-  readonly #sanitize: LineSanitizer
-  readonly #budget: number
-  readonly #tail: RingBuffer
+  readonly #lines: RemoteLines
+  readonly #tail: TailLines
   readonly #onEnd: (group: RemoteLogGroup) => void
-  readonly #streams = new Map<'stdout' | 'stderr', StreamState>()
+  readonly #streams = { stdout: new LineState(), stderr: new LineState() }
+  /** The action's own lines among the remote output go through the same writer, as lines of their own. */
+  readonly #notes = new LineState()
   #ended = false
-  readonly #keep = (line: string): void => this.#tail.push(line)
 
   /** @internal Use {@link RemoteLog.open}. */
   constructor(settings: GroupSettings) {
-    this.#write = settings.write
+    this.#output = settings.output
     this.#ready = settings.ready
     this.#token = settings.token
-    this.#sanitize = createLineSanitizer(settings.token)
-    this.#budget = settings.maxLineBytes - MARKER_BYTES - GUARD_BYTES
-    this.#tail = new RingBuffer(settings.tailLines)
+    this.#tail = new TailLines(settings.tailLines)
+    this.#lines = new RemoteLines(settings.output.block, {
+      budget: settings.maxLineBytes - MARKER_BYTES - GUARD_BYTES,
+      token: settings.token,
+      onPiece: this.#tail.record,
+    })
     this.#onEnd = settings.onEnd
   }
 
@@ -202,12 +247,8 @@ export class RemoteLogGroup implements OutputSink {
 
   write(stream: 'stdout' | 'stderr', chunk: Uint8Array): void {
     if (this.#ended || chunk.length === 0) return
-    const state = this.#state(stream)
-    const text = state.decoder.decode(chunk, { stream: true })
-    if (text.length === 0) return
-    const out: string[] = []
-    this.#consume(state, text, out)
-    if (out.length > 0) this.#write(out.join(''))
+    this.#lines.write(this.#streams[stream], chunk)
+    this.#output.added()
   }
 
   /**
@@ -216,9 +257,8 @@ export class RemoteLogGroup implements OutputSink {
    */
   note(text: string): void {
     if (this.#ended) return
-    const out: string[] = []
-    pushPieces(splitByBytes(this.#sanitize(text.replace(/[\r\n]+/g, ' ')), this.#budget), false, out, this.#keep)
-    this.#write(out.join(''))
+    this.#lines.write(this.#notes, Buffer.from(`${text.replace(/[\r\n]+/g, ' ')}\n`))
+    this.#output.added()
   }
 
   /**
@@ -228,79 +268,17 @@ export class RemoteLogGroup implements OutputSink {
   end(status: string): void {
     if (this.#ended) return
     this.#ended = true
-    const out: string[] = []
     // Unfinished lines are flushed stdout first, then stderr: they have no completion order.
-    for (const name of ['stdout', 'stderr'] as const) {
-      const state = this.#streams.get(name)
-      if (state === undefined) continue
-      // A final decode turns a truncated trailing character into U+FFFD instead of dropping it.
-      const rest = state.decoder.decode()
-      if (rest.length > 0) this.#consume(state, rest, out)
-      if (state.pending.length > 0) {
-        const line = this.#sanitize(state.pending.join(''))
-        state.pending = []
-        state.pendingLength = 0
-        pushPieces(splitByBytes(line, this.#budget), false, out, this.#keep)
-      }
-    }
-    out.push(`::${this.#token}::\n`, '::endgroup::\n')
+    this.#lines.finish(this.#streams.stdout)
+    this.#lines.finish(this.#streams.stderr)
     const statusLine = sanitizeLine(status)
-    if (statusLine.length > 0) out.push(statusLine, '\n')
-    this.#write(out.join(''))
+    this.#output.text(`::${this.#token}::\n::endgroup::\n${statusLine.length > 0 ? `${statusLine}\n` : ''}`)
     this.#onEnd(this)
   }
 
   /** The last printed (sanitised) lines of both streams, in the order they were printed. */
   tail(): string[] {
     return this.#tail.toArray()
-  }
-
-  #state(stream: 'stdout' | 'stderr'): StreamState {
-    let state = this.#streams.get(stream)
-    if (state === undefined) {
-      // fatal: false — invalid bytes become U+FFFD; the runner log is text, not bytes.
-      state = { decoder: new TextDecoder('utf-8', { fatal: false }), pending: [], pendingLength: 0, afterCR: false }
-      this.#streams.set(stream, state)
-    }
-    return state
-  }
-
-  #consume(state: StreamState, text: string, out: string[]): void {
-    let start = 0
-    if (state.afterCR) {
-      state.afterCR = false
-      if (text.charCodeAt(0) === 0x0a) start = 1
-    }
-    LINE_END.lastIndex = start
-    for (let match = LINE_END.exec(text); match !== null; match = LINE_END.exec(text)) {
-      let line = text.slice(start, match.index)
-      if (state.pending.length > 0) {
-        state.pending.push(line)
-        line = state.pending.join('')
-        state.pending = []
-        state.pendingLength = 0
-      }
-      pushPieces(splitByBytes(this.#sanitize(line), this.#budget), false, out, this.#keep)
-      start = match.index + match[0].length
-      if (start === text.length && match[0] === '\r') state.afterCR = true
-    }
-    if (start < text.length) {
-      const rest = start === 0 ? text : text.slice(start)
-      state.pending.push(rest)
-      state.pendingLength += rest.length
-      // Bound memory (and the runner's line length) for output that never ends a line.
-      if (state.pendingLength * 3 > this.#budget) this.#flushLongPending(state, out)
-    }
-  }
-
-  /** Prints the full-size pieces of an over-long unfinished line and keeps only the remainder. */
-  #flushLongPending(state: StreamState, out: string[]): void {
-    // Sanitising the joined text (not each chunk) catches `##[` or the token split across chunks.
-    const pieces = splitByBytes(this.#sanitize(state.pending.join('')), this.#budget)
-    const remainder = pieces.pop() as string
-    if (pieces.length > 0) pushPieces(pieces, true, out, this.#keep)
-    state.pending = [remainder]
-    state.pendingLength = remainder.length
   }
 }
 
@@ -312,7 +290,7 @@ export class RemoteLogGroup implements OutputSink {
  * may be open: call {@link endOpenGroup} on every exit path that can interrupt a stream.
  */
 export class RemoteLog {
-  readonly #write: (text: string) => void
+  readonly #output: LogOutput
   readonly #ready: () => Promise<void> | undefined
   readonly #maxLineBytes: number
   readonly #tailLines: number
@@ -320,7 +298,7 @@ export class RemoteLog {
   #open: RemoteLogGroup | null = null
 
   constructor(options: RemoteLogOptions = {}) {
-    this.#write = options.write ?? defaultWrite
+    this.#output = new LogOutput(options.write)
     // A custom writer without its own backpressure is taken to be always ready.
     this.#ready = options.ready ?? (options.write ? () => undefined : stdoutReady)
     this.#maxLineBytes = options.maxLineBytes ?? 4096
@@ -342,7 +320,7 @@ export class RemoteLog {
     this.endOpenGroup('(output interrupted: another group was opened)')
     const token = validateToken(this.#newToken())
     const group = new RemoteLogGroup({
-      write: this.#write,
+      output: this.#output,
       ready: this.#ready,
       maxLineBytes: this.#maxLineBytes,
       tailLines: this.#tailLines,
@@ -352,7 +330,7 @@ export class RemoteLog {
       },
     })
     this.#open = group
-    this.#write(`::group::${groupTitle(title)}\n::stop-commands::${token}\n`)
+    this.#output.text(`::group::${groupTitle(title)}\n::stop-commands::${token}\n`)
     return group
   }
 
@@ -378,10 +356,9 @@ export class RemoteLog {
       const budget = this.#maxLineBytes - MARKER_BYTES - GUARD_BYTES
       const noun = lines.length === 1 ? 'line' : 'lines'
       const out: string[] = [`Last ${lines.length} ${noun} of output:\n`, `::stop-commands::${token}\n`]
-      const ignore = (): void => {}
-      for (const line of lines) pushPieces(splitByBytes(sanitize(line), budget), false, out, ignore)
+      for (const line of lines) pushPieces(splitByBytes(sanitize(line), budget), out)
       out.push(`::${token}::\n`)
-      this.#write(out.join(''))
+      this.#output.text(out.join(''))
     }
     return annotationMessage(message)
   }

@@ -1,0 +1,325 @@
+/**
+ * The hot path of streaming: untrusted remote bytes in, printed log lines out, on bytes throughout
+ * (no string per chunk, no string per line). Per stream it repairs UTF-8 (utf8-repair.ts), finds
+ * line ends (`\n`, `\r\n` and a lone `\r`, as the runner's reader splits them), sanitises each line
+ * as line-sanitizer.ts does on strings (the stop-commands token redacted in any casing, `##[`
+ * neutralised, control characters made visible) and cuts it into pieces of at most `budget` bytes,
+ * never inside a character; every piece but a line's last ends with the continuation marker, and a
+ * piece that would start a V2 command gets the zero-width guard.
+ *
+ * The sanitiser works on units: an ordinary character is copied as it is, and the token, `##[` and
+ * a control character are each replaced as a whole, so a unit is never split by a cut. A line that
+ * is still unfinished when the bytes run out keeps its unprinted part (less than one piece) and is
+ * scanned again with what follows, so a token or `##[` that straddles two chunks is still found.
+ */
+import { REDACTED_TOKEN } from './line-sanitizer.ts'
+import { Utf8Repair } from './utf8-repair.ts'
+
+/** Appended to every piece of a cut line except its last, so readers know the line continues. */
+export const CONTINUATION_MARKER = ' ↩'
+
+const LF = 0x0a
+const CR = 0x0d
+const TAB = 0x09
+const ESC = 0x1b
+const SPACE = 0x20
+const HASH = 0x23
+const COLON = 0x3a
+const BRACKET = 0x5b
+const DEL = 0x7f
+
+const MARKER = Buffer.from(CONTINUATION_MARKER)
+const NEUTRAL_LEGACY = Buffer.from('#\u200B#[')
+const REDACTED = Buffer.from(REDACTED_TOKEN)
+const ZERO_WIDTH_SPACE = Buffer.from('\u200B')
+const LINE_END = Buffer.from('\n')
+/** The longest replacement unit: a piece must always have room for one. */
+export const LONGEST_UNIT_BYTES = Math.max(REDACTED.length, NEUTRAL_LEGACY.length, 4)
+/** Room for the guard, the marker and the line end after a full piece. */
+const PIECE_SLACK = ZERO_WIDTH_SPACE.length + MARKER.length + 1 + LONGEST_UNIT_BYTES
+
+/** Receives each printed piece (marker included, line end not) as a view of its output block. */
+export type PieceRecorder = (buf: Buffer, start: number, end: number) => void
+
+/** One stream's assembly state. */
+export class LineState {
+  readonly repair = new Utf8Repair()
+  /** Raw (repaired) bytes of the current line that are not printed yet. */
+  line: Buffer = Buffer.alloc(0)
+  lineLength = 0
+  /** The last bytes ended in `\r`; a `\n` starting the next bytes belongs to the same line end. */
+  afterCR = false
+}
+
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+}
+
+/** Index of the first `\n` or `\r` in `bytes[from, end)`, or -1. */
+function findLineEnd(bytes: Buffer, from: number, end: number): number {
+  const lf = bytes.indexOf(LF, from)
+  const cr = bytes.indexOf(CR, from)
+  const first = lf === -1 ? cr : cr === -1 ? lf : Math.min(lf, cr)
+  return first >= end ? -1 : first
+}
+
+/**
+ * Bytes of one whitespace character at `at` (JavaScript's `\s` plus U+0085, as the runner's .NET
+ * TrimStart sees it), or 0. `bytes` holds valid UTF-8, so a lead byte's sequence is complete.
+ */
+function whitespaceAt(bytes: Buffer, at: number): number {
+  const b = bytes[at] as number
+  if (b === SPACE || (b >= TAB && b <= CR)) return 1
+  if (b < 0x80) return 0
+  const c = bytes[at + 1]
+  const d = bytes[at + 2]
+  switch (b) {
+    case 0xc2: // U+0085, U+00A0
+      return c === 0x85 || c === 0xa0 ? 2 : 0
+    case 0xe1: // U+1680
+      return c === 0x9a && d === 0x80 ? 3 : 0
+    case 0xe2: // U+2000..200A, U+2028, U+2029, U+202F, U+205F
+      if (c === 0x80 && d !== undefined && ((d >= 0x80 && d <= 0x8a) || d === 0xa8 || d === 0xa9 || d === 0xaf)) return 3
+      return c === 0x81 && d === 0x9f ? 3 : 0
+    case 0xe3: // U+3000
+      return c === 0x80 && d === 0x80 ? 3 : 0
+    case 0xef: // U+FEFF
+      return c === 0xbb && d === 0xbf ? 3 : 0
+    default:
+      return 0
+  }
+}
+
+export interface RemoteLinesOptions {
+  /** Longest piece in bytes, before the guard and the marker are added (at least LONGEST_UNIT_BYTES). */
+  budget: number
+  /** The window's stop-commands token ([A-Za-z0-9_-]), redacted wherever it occurs. */
+  token: string
+  onPiece: PieceRecorder
+}
+
+/** Output block the pieces are written to: `buf` may be replaced by `ensure`, `length` is the end. */
+export interface OutputBlock {
+  buf: Buffer
+  length: number
+  ensure(extra: number): void
+}
+
+export class RemoteLines {
+  readonly #out: OutputBlock
+  readonly #budget: number
+  /** The token in lower case; the runner matches it case-insensitively (ASCII letters only). */
+  readonly #token: Buffer
+  readonly #tokenFirst: number
+  readonly #tokenFirstUpper: number
+  readonly #onPiece: PieceRecorder
+  /** Set by #scan when the bytes ran out: where the unprinted rest of the line starts. */
+  #unfinished = 0
+
+  constructor(out: OutputBlock, options: RemoteLinesOptions) {
+    if (!/^[A-Za-z0-9_-]+$/.test(options.token)) throw new Error('RemoteLines: the token must be [A-Za-z0-9_-]')
+    if (options.budget < LONGEST_UNIT_BYTES) throw new Error(`RemoteLines: budget must be at least ${LONGEST_UNIT_BYTES} bytes`)
+    this.#out = out
+    this.#budget = options.budget
+    this.#token = Buffer.from(options.token.toLowerCase(), 'latin1')
+    this.#tokenFirst = this.#token[0] as number
+    this.#tokenFirstUpper = Buffer.from(options.token.slice(0, 1).toUpperCase(), 'latin1')[0] as number
+    this.#onPiece = options.onPiece
+  }
+
+  /** Prints the lines `chunk` completes; the rest of an unfinished line waits for more. */
+  write(state: LineState, chunk: Uint8Array): void {
+    this.#consume(state, asBuffer(state.repair.push(chunk)))
+  }
+
+  /** The stream ended: a split character becomes U+FFFD and an unfinished line is printed. */
+  finish(state: LineState): void {
+    const rest = state.repair.flush()
+    if (rest.length > 0) this.#consume(state, asBuffer(rest))
+    if (state.lineLength === 0) return
+    this.#append(state, LINE_END, 0, 1)
+    this.#scan(state.line, 0, state.lineLength)
+    state.lineLength = 0
+  }
+
+  #consume(state: LineState, bytes: Buffer): void {
+    const end = bytes.length
+    if (end === 0) return
+    let at = 0
+    if (state.afterCR) {
+      state.afterCR = false
+      if (bytes[0] === LF) at = 1
+    }
+    while (at < end) {
+      if (state.lineLength > 0) {
+        // The line began in an earlier chunk: join it with its rest (at most a piece was kept).
+        const lineEnd = findLineEnd(bytes, at, end)
+        if (lineEnd === -1) {
+          this.#append(state, bytes, at, end)
+          if (state.lineLength >= this.#budget) this.#printFullPieces(state)
+          return
+        }
+        this.#append(state, bytes, at, lineEnd + 1)
+        this.#scan(state.line, 0, state.lineLength)
+        state.lineLength = 0
+        at = this.#afterLineEnd(state, bytes, lineEnd, end)
+        continue
+      }
+      const lineEnd = this.#scan(bytes, at, end)
+      if (lineEnd === -1) {
+        this.#append(state, bytes, this.#unfinished, end)
+        return
+      }
+      at = this.#afterLineEnd(state, bytes, lineEnd, end)
+    }
+  }
+
+  #afterLineEnd(state: LineState, bytes: Buffer, lineEnd: number, end: number): number {
+    if (bytes[lineEnd] !== CR) return lineEnd + 1
+    if (lineEnd + 1 === end) {
+      state.afterCR = true
+      return end
+    }
+    return bytes[lineEnd + 1] === LF ? lineEnd + 2 : lineEnd + 1
+  }
+
+  /** An unfinished line longer than a piece: print its full pieces now, keep the rest. */
+  #printFullPieces(state: LineState): void {
+    this.#scan(state.line, 0, state.lineLength)
+    const keep = this.#unfinished
+    state.line.copyWithin(0, keep, state.lineLength)
+    state.lineLength -= keep
+  }
+
+  #append(state: LineState, bytes: Buffer, from: number, to: number): void {
+    const length = to - from
+    if (state.lineLength + length > state.line.length) {
+      const grown = Buffer.allocUnsafe(Math.max(256, (state.lineLength + length) * 2))
+      state.line.copy(grown, 0, 0, state.lineLength)
+      state.line = grown
+    }
+    bytes.copy(state.line, state.lineLength, from, to)
+    state.lineLength += length
+  }
+
+  /**
+   * Prints `src[start, …)` up to and including the first line end, piece by piece, and returns the
+   * index of that line end. When `end` comes first, the full pieces stay printed, the unfinished
+   * one is taken back, `#unfinished` tells where its raw bytes start, and the result is -1.
+   */
+  #scan(src: Buffer, start: number, end: number): number {
+    const out = this.#out
+    const budget = this.#budget
+    const tokenFirst = this.#tokenFirst
+    const tokenFirstUpper = this.#tokenFirstUpper
+    out.ensure(budget + PIECE_SLACK)
+    let buf = out.buf
+    let o = out.length
+    let pieceOut = o
+    let pieceRaw = start
+    let limit = o + budget
+    let i = start
+    while (i < end) {
+      const b = src[i] as number
+      // Ordinary bytes (the vast majority) are copied one by one until the piece is full.
+      if (b >= SPACE && b !== HASH && b !== DEL && b !== tokenFirst && b !== tokenFirstUpper) {
+        if (o < limit) {
+          buf[o++] = b
+          i++
+          continue
+        }
+        // Full: cut before the character this byte belongs to (its first bytes are in this piece).
+        while (((src[i] as number) & 0xc0) === 0x80) {
+          i--
+          o--
+        }
+        out.length = this.#endPiece(buf, pieceOut, o, true)
+        out.ensure(budget + PIECE_SLACK)
+        buf = out.buf
+        o = pieceOut = out.length
+        pieceRaw = i
+        limit = o + budget
+        continue
+      }
+      if (b === LF || b === CR) {
+        out.length = this.#endPiece(buf, pieceOut, o, false)
+        return i
+      }
+      // A unit: replaced (or kept) as a whole.
+      let unit: Buffer | undefined
+      let unitByte = -1
+      let raw = 1
+      if (b === TAB || b === ESC) unitByte = b
+      else if (b < SPACE || b === DEL) unit = controlPicture(b)
+      else if (b === HASH) {
+        if (i + 2 < end && src[i + 1] === HASH && src[i + 2] === BRACKET) {
+          unit = NEUTRAL_LEGACY
+          raw = 3
+        } else unitByte = b
+      } else if (this.#tokenAt(src, i, end)) {
+        unit = REDACTED
+        raw = this.#token.length
+      } else unitByte = b
+      const size = unit === undefined ? 1 : unit.length
+      if (o + size > limit) {
+        out.length = this.#endPiece(buf, pieceOut, o, true)
+        out.ensure(budget + PIECE_SLACK)
+        buf = out.buf
+        o = pieceOut = out.length
+        pieceRaw = i
+        limit = o + budget
+      }
+      if (unit === undefined) buf[o++] = unitByte
+      else o += unit.copy(buf, o)
+      i += raw
+    }
+    // The bytes ran out inside a line: take the unfinished piece back.
+    out.length = pieceOut
+    this.#unfinished = pieceRaw
+    return -1
+  }
+
+  #tokenAt(src: Buffer, at: number, end: number): boolean {
+    const token = this.#token
+    if (end - at < token.length) return false
+    for (let k = 1; k < token.length; k++) {
+      let b = src[at + k] as number
+      if (b >= 0x41 && b <= 0x5a) b |= 0x20
+      if (b !== token[k]) return false
+    }
+    return true
+  }
+
+  /** Closes the piece `buf[start, end)`: guard, marker, record, line end. Returns the new end. */
+  #endPiece(buf: Buffer, start: number, end: number, marked: boolean): number {
+    let o = guardLeadingCommand(buf, start, end)
+    if (marked) o += MARKER.copy(buf, o)
+    this.#onPiece(buf, start, o)
+    buf[o++] = LF
+    return o
+  }
+}
+
+/** U+2400 + the code (U+2421 for DEL): the character stays visible without its effect. */
+function controlPicture(code: number): Buffer {
+  return CONTROL_PICTURES[code === DEL ? 32 : code] as Buffer
+}
+
+const CONTROL_PICTURES = Array.from({ length: 33 }, (_, code) => Buffer.from(String.fromCharCode(code === 32 ? 0x2421 : 0x2400 + code)))
+
+/**
+ * A piece that starts (after whitespace) with `::` gets a zero-width space between the colons, so it
+ * stays inert even if the stop-commands window were ever broken. Room for it is in the budget.
+ */
+function guardLeadingCommand(buf: Buffer, start: number, end: number): number {
+  if (start === end) return end
+  const first = buf[start] as number
+  // Cheap pre-check: only ':' or whitespace-ish first bytes can start a V2 command.
+  if (first !== COLON && first > SPACE && first < 0x80) return end
+  let at = start
+  for (let width = whitespaceAt(buf, at); width > 0 && at < end; width = whitespaceAt(buf, at)) at += width
+  if (at + 1 >= end || buf[at] !== COLON || buf[at + 1] !== COLON) return end
+  buf.copyWithin(at + 1 + ZERO_WIDTH_SPACE.length, at + 1, end)
+  ZERO_WIDTH_SPACE.copy(buf, at + 1)
+  return end + ZERO_WIDTH_SPACE.length
+}
