@@ -5,14 +5,16 @@
  *
  * It frames bytes, not text: lines are found with a native byte search, and the data field of a
  * frame is handed out as the bytes it arrived in (a view, not a copy, when the frame came in one
- * piece), so the follower can read an output event without decoding its whole frame into a string.
- * `parseSse` is the same parser with the data decoded, for callers that want text.
+ * piece); nothing decodes whole chunks into strings that are then cut up again. `sseText` turns
+ * data into text (natively, and for ASCII data by a plain copy), and `parseSse` is the same parser
+ * with the data decoded, for callers that want text.
  *
  * Following the spec: `\r\n`, `\r` and `\n` all end a line; one leading byte order mark is skipped;
  * multiple `data:` lines are joined with `\n`; one space after the colon is dropped; `retry:`,
  * unknown fields (`x-trace: …`) and lines without a known field name are ignored; an `id` holding
  * NUL is ignored; a frame without its closing blank line is not dispatched.
  */
+import { isAscii } from 'node:buffer'
 
 /** A frame with data, as text. */
 export interface SseEvent {
@@ -72,9 +74,14 @@ const ID = Buffer.from('id')
 // Field values are decoded one by one, so a BOM inside one is text, not a stream marker.
 const fieldDecoder = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true })
 
-/** Text of an SSE field value (or data) as bytes: UTF-8, ill-formed sequences replaced. */
+/**
+ * Text of an SSE field value (or data) as bytes: UTF-8, ill-formed sequences replaced. Event data
+ * is nearly always ASCII (JSON, base64), and ASCII bytes are their own Latin-1 text: copying them
+ * into a one-byte string is several times faster than UTF-8 decoding.
+ */
 export function sseText(bytes: Uint8Array): string {
-  return fieldDecoder.decode(bytes)
+  const buffer = asBuffer(bytes)
+  return isAscii(buffer) ? buffer.toString('latin1') : fieldDecoder.decode(buffer)
 }
 
 function asBuffer(bytes: Uint8Array): Buffer {

@@ -10,7 +10,6 @@ import { realSleep, type Sleep } from '../../http/sleep.ts'
 import { parseSseBytes, sseText } from '../../sse/parser.ts'
 import { isTerminal } from '../types.ts'
 import type { ContreeApi } from './api.ts'
-import { readOutputEvent } from './output-event.ts'
 import type { OperationEvent, OperationResponse } from './wire.ts'
 
 export type FollowApi = Pick<ContreeApi, 'openEvents' | 'getOperation'>
@@ -135,8 +134,7 @@ export async function* followOperation(api: FollowApi, id: string, opts: FollowO
           end = { kind: 'broken', reason: `sse_error: ${sseText(message.data)}` }
           break
         }
-        // Output events (nearly all of a stream) are read straight from their bytes; the rest as JSON.
-        const event = readOutputEvent(message.data) ?? toOperationEvent(message.id, message.event, sseText(message.data))
+        const event = toOperationEvent(message.id, message.event, sseText(message.data))
         if (event.id >= 0) {
           if (lastId !== undefined && event.id <= lastId) continue
           lastId = event.id

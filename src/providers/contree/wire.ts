@@ -224,36 +224,12 @@ export function isEventOf<K extends keyof EventDataByType>(
   return event.type === type
 }
 
-/** Bytes already known for a StreamRepr that was read straight from the wire (output-event.ts). */
-const knownBytes = new WeakMap<object, Uint8Array>()
-
-/**
- * A StreamRepr whose bytes are already decoded: `decodeStream` hands them out without another pass.
- * `value` is the text as the wire had it: `text` when given (base64), else the bytes as UTF-8, made
- * only if someone reads it.
- */
-export function streamReprOf(bytes: Uint8Array, encoding: string, truncated: boolean | undefined, text?: string): StreamRepr {
-  let value = text
-  const repr: StreamRepr = {
-    get value(): string {
-      value ??= Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8')
-      return value
-    },
-    encoding,
-    ...(truncated === undefined ? {} : { truncated }),
-  }
-  knownBytes.set(repr, bytes)
-  return repr
-}
-
 /**
  * Decodes a StreamRepr: `base64` is the raw bytes; anything else is the text as is. The ascii case
  * is encoded as UTF-8 so a lenient server sending non-ASCII text under `ascii` loses nothing.
  * Buffer is a Uint8Array, so callers get the decoded bytes without another copy.
  */
 export function decodeStream(repr: { value: string; encoding?: string }): Uint8Array {
-  const known = knownBytes.get(repr)
-  if (known !== undefined) return known
   if (typeof repr.value !== 'string' || repr.value === '') return new Uint8Array(0)
   if (repr.encoding === 'base64') return decodeBase64(repr.value)
   return Buffer.from(repr.value, 'utf8')
