@@ -1,19 +1,21 @@
 /**
  * The hot path of streaming: untrusted remote bytes in, printed log lines out, on bytes throughout
- * (no string per chunk, no string per line). Per stream it repairs UTF-8 (utf8-repair.ts), finds
- * line ends (`\n`, `\r\n` and a lone `\r`, as the runner's reader splits them), sanitises each line
- * as line-sanitizer.ts does on strings (the stop-commands token redacted in any casing, `##[`
- * neutralised, control characters made visible) and cuts it into pieces of at most `budget` bytes,
- * never inside a character; every piece but a line's last ends with the continuation marker, and a
- * piece that would start a V2 command gets the zero-width guard.
+ * (no string per chunk, no string per line). Per stream it finds line ends (`\n`, `\r\n` and a lone
+ * `\r`, as the runner's reader splits them), sanitises each line as line-sanitizer.ts does on
+ * strings (the stop-commands token redacted in any casing, `##[` neutralised, control characters
+ * made visible), replaces ill-formed UTF-8 by U+FFFD as a decoder would (utf8-stream.ts), and cuts
+ * the line into pieces of at most `budget` bytes, never inside a character; every piece but a
+ * line's last ends with the continuation marker, and a piece that would start a V2 command gets the
+ * zero-width guard. All of it in one pass over each byte, with a table lookup per byte.
  *
- * The sanitiser works on units: an ordinary character is copied as it is, and the token, `##[` and
- * a control character are each replaced as a whole, so a unit is never split by a cut. A line that
- * is still unfinished when the bytes run out keeps its unprinted part (less than one piece) and is
- * scanned again with what follows, so a token or `##[` that straddles two chunks is still found.
+ * The sanitiser works on units: an ordinary character is copied as it is, and the token, `##[`, a
+ * control character and an ill-formed sequence are each replaced as a whole, so a unit is never
+ * split by a cut. A line that is still unfinished when the bytes run out keeps its unprinted part
+ * (less than one piece) and is scanned again with what follows, so a token or `##[` that straddles
+ * two chunks is still found.
  */
 import { REDACTED_TOKEN } from './line-sanitizer.ts'
-import { Utf8Repair } from './utf8-repair.ts'
+import { sequenceAt, Utf8Stream } from './utf8-stream.ts'
 
 /** Appended to every piece of a cut line except its last, so readers know the line continues. */
 export const CONTINUATION_MARKER = ' ↩'
@@ -30,6 +32,7 @@ const DEL = 0x7f
 
 const MARKER = Buffer.from(CONTINUATION_MARKER)
 const NEUTRAL_LEGACY = Buffer.from('#\u200B#[')
+const REPLACEMENT_CHARACTER = Buffer.from('\uFFFD')
 const REDACTED = Buffer.from(REDACTED_TOKEN)
 const ZERO_WIDTH_SPACE = Buffer.from('\u200B')
 const LINE_END = Buffer.from('\n')
@@ -41,18 +44,39 @@ const PIECE_SLACK = ZERO_WIDTH_SPACE.length + MARKER.length + 1 + LONGEST_UNIT_B
 /** Receives each printed piece (marker included, line end not) as a view of its output block. */
 export type PieceRecorder = (buf: Buffer, start: number, end: number) => void
 
+// What the scan does with a byte, looked up in a table of 256 (the token's first letter is set
+// per instance).
+const COPY = 0
+const LINE_ENDS = 1
+const CONTROL = 2
+const HASH_SIGN = 3
+const TOKEN_START = 4
+/** A byte ≥ 0x80: copied as it is in valid UTF-8, read as a sequence otherwise. */
+const HIGH = 5
+
+const BASE_CLASSES = (() => {
+  const table = new Uint8Array(256)
+  for (let b = 0; b < 0x20; b++) table[b] = CONTROL
+  table[TAB] = COPY
+  table[ESC] = COPY
+  table[LF] = LINE_ENDS
+  table[CR] = LINE_ENDS
+  table[DEL] = CONTROL
+  table[HASH] = HASH_SIGN
+  for (let b = 0x80; b < 0x100; b++) table[b] = HIGH
+  return table
+})()
+
 /** One stream's assembly state. */
 export class LineState {
-  readonly repair = new Utf8Repair()
-  /** Raw (repaired) bytes of the current line that are not printed yet. */
+  readonly utf8 = new Utf8Stream()
+  /** Raw bytes of the current line that are not printed yet. */
   line: Buffer = Buffer.alloc(0)
   lineLength = 0
+  /** Whether the bytes in `line` are known to be valid UTF-8. */
+  lineValid = true
   /** The last bytes ended in `\r`; a `\n` starting the next bytes belongs to the same line end. */
   afterCR = false
-}
-
-function asBuffer(bytes: Uint8Array): Buffer {
-  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
 }
 
 /** Index of the first `\n` or `\r` in `bytes[from, end)`, or -1. */
@@ -110,11 +134,12 @@ export class RemoteLines {
   readonly #budget: number
   /** The token in lower case; the runner matches it case-insensitively (ASCII letters only). */
   readonly #token: Buffer
-  readonly #tokenFirst: number
-  readonly #tokenFirstUpper: number
+  readonly #classes: Uint8Array
   readonly #onPiece: PieceRecorder
   /** Set by #scan when the bytes ran out: where the unprinted rest of the line starts. */
   #unfinished = 0
+  /** Whether the bytes #scan reads are valid UTF-8 (else each character is checked). */
+  #valid = true
 
   constructor(out: OutputBlock, options: RemoteLinesOptions) {
     if (!/^[A-Za-z0-9_-]+$/.test(options.token)) throw new Error('RemoteLines: the token must be [A-Za-z0-9_-]')
@@ -122,27 +147,28 @@ export class RemoteLines {
     this.#out = out
     this.#budget = options.budget
     this.#token = Buffer.from(options.token.toLowerCase(), 'latin1')
-    this.#tokenFirst = this.#token[0] as number
-    this.#tokenFirstUpper = Buffer.from(options.token.slice(0, 1).toUpperCase(), 'latin1')[0] as number
+    this.#classes = BASE_CLASSES.slice()
+    this.#classes[this.#token[0] as number] = TOKEN_START
+    this.#classes[options.token.toUpperCase().charCodeAt(0)] = TOKEN_START
     this.#onPiece = options.onPiece
   }
 
   /** Prints the lines `chunk` completes; the rest of an unfinished line waits for more. */
   write(state: LineState, chunk: Uint8Array): void {
-    this.#consume(state, asBuffer(state.repair.push(chunk)))
+    const bytes = state.utf8.push(chunk)
+    this.#consume(state, bytes, state.utf8.valid)
   }
 
   /** The stream ended: a split character becomes U+FFFD and an unfinished line is printed. */
   finish(state: LineState): void {
-    const rest = state.repair.flush()
-    if (rest.length > 0) this.#consume(state, asBuffer(rest))
+    const rest = state.utf8.flush()
+    if (rest.length > 0) this.#consume(state, rest, state.utf8.valid)
     if (state.lineLength === 0) return
-    this.#append(state, LINE_END, 0, 1)
-    this.#scan(state.line, 0, state.lineLength)
-    state.lineLength = 0
+    this.#append(state, LINE_END, 0, 1, true)
+    this.#scanLine(state)
   }
 
-  #consume(state: LineState, bytes: Buffer): void {
+  #consume(state: LineState, bytes: Buffer, valid: boolean): void {
     const end = bytes.length
     if (end === 0) return
     let at = 0
@@ -155,19 +181,19 @@ export class RemoteLines {
         // The line began in an earlier chunk: join it with its rest (at most a piece was kept).
         const lineEnd = findLineEnd(bytes, at, end)
         if (lineEnd === -1) {
-          this.#append(state, bytes, at, end)
+          this.#append(state, bytes, at, end, valid)
           if (state.lineLength >= this.#budget) this.#printFullPieces(state)
           return
         }
-        this.#append(state, bytes, at, lineEnd + 1)
-        this.#scan(state.line, 0, state.lineLength)
-        state.lineLength = 0
+        this.#append(state, bytes, at, lineEnd + 1, valid)
+        this.#scanLine(state)
         at = this.#afterLineEnd(state, bytes, lineEnd, end)
         continue
       }
+      this.#valid = valid
       const lineEnd = this.#scan(bytes, at, end)
       if (lineEnd === -1) {
-        this.#append(state, bytes, this.#unfinished, end)
+        this.#append(state, bytes, this.#unfinished, end, valid)
         return
       }
       at = this.#afterLineEnd(state, bytes, lineEnd, end)
@@ -183,15 +209,26 @@ export class RemoteLines {
     return bytes[lineEnd + 1] === LF ? lineEnd + 2 : lineEnd + 1
   }
 
+  /** The line buffer holds a whole line, line end included: print it. */
+  #scanLine(state: LineState): void {
+    this.#valid = state.lineValid
+    this.#scan(state.line, 0, state.lineLength)
+    state.lineLength = 0
+    state.lineValid = true
+  }
+
   /** An unfinished line longer than a piece: print its full pieces now, keep the rest. */
   #printFullPieces(state: LineState): void {
+    this.#valid = state.lineValid
     this.#scan(state.line, 0, state.lineLength)
     const keep = this.#unfinished
     state.line.copyWithin(0, keep, state.lineLength)
     state.lineLength -= keep
   }
 
-  #append(state: LineState, bytes: Buffer, from: number, to: number): void {
+  #append(state: LineState, bytes: Buffer, from: number, to: number, valid: boolean): void {
+    if (state.lineLength === 0) state.lineValid = valid
+    else state.lineValid &&= valid
     const length = to - from
     if (state.lineLength + length > state.line.length) {
       const grown = Buffer.allocUnsafe(Math.max(256, (state.lineLength + length) * 2))
@@ -210,8 +247,8 @@ export class RemoteLines {
   #scan(src: Buffer, start: number, end: number): number {
     const out = this.#out
     const budget = this.#budget
-    const tokenFirst = this.#tokenFirst
-    const tokenFirstUpper = this.#tokenFirstUpper
+    const classes = this.#classes
+    const valid = this.#valid
     out.ensure(budget + PIECE_SLACK)
     let buf = out.buf
     let o = out.length
@@ -221,8 +258,9 @@ export class RemoteLines {
     let i = start
     while (i < end) {
       const b = src[i] as number
+      const kind = classes[b] as number
       // Ordinary bytes (the vast majority) are copied one by one until the piece is full.
-      if (b >= SPACE && b !== HASH && b !== DEL && b !== tokenFirst && b !== tokenFirstUpper) {
+      if (kind === COPY || (kind === HIGH && valid)) {
         if (o < limit) {
           buf[o++] = b
           i++
@@ -241,26 +279,45 @@ export class RemoteLines {
         limit = o + budget
         continue
       }
-      if (b === LF || b === CR) {
+      if (kind === LINE_ENDS) {
         out.length = this.#endPiece(buf, pieceOut, o, false)
         return i
       }
-      // A unit: replaced (or kept) as a whole.
-      let unit: Buffer | undefined
-      let unitByte = -1
+      // A unit: replaced, or (a whole character) copied, as one.
+      let unit = src
+      let unitStart = i
       let raw = 1
-      if (b === TAB || b === ESC) unitByte = b
-      else if (b < SPACE || b === DEL) unit = controlPicture(b)
-      else if (b === HASH) {
-        if (i + 2 < end && src[i + 1] === HASH && src[i + 2] === BRACKET) {
-          unit = NEUTRAL_LEGACY
-          raw = 3
-        } else unitByte = b
-      } else if (this.#tokenAt(src, i, end)) {
-        unit = REDACTED
-        raw = this.#token.length
-      } else unitByte = b
-      const size = unit === undefined ? 1 : unit.length
+      switch (kind) {
+        case CONTROL:
+          unit = controlPicture(b)
+          unitStart = 0
+          break
+        case HASH_SIGN:
+          if (i + 2 < end && src[i + 1] === HASH && src[i + 2] === BRACKET) {
+            unit = NEUTRAL_LEGACY
+            unitStart = 0
+            raw = 3
+          }
+          break
+        case TOKEN_START:
+          if (this.#tokenAt(src, i, end)) {
+            unit = REDACTED
+            unitStart = 0
+            raw = this.#token.length
+          }
+          break
+        default: {
+          // HIGH in bytes that are not valid UTF-8: a whole character, or U+FFFD for a bad one.
+          const length = sequenceAt(src, i, end)
+          if (length > 0) raw = length
+          else {
+            unit = REPLACEMENT_CHARACTER
+            unitStart = 0
+            raw = -length
+          }
+        }
+      }
+      const size = unit === src ? raw : unit.length - unitStart
       if (o + size > limit) {
         out.length = this.#endPiece(buf, pieceOut, o, true)
         out.ensure(budget + PIECE_SLACK)
@@ -269,8 +326,8 @@ export class RemoteLines {
         pieceRaw = i
         limit = o + budget
       }
-      if (unit === undefined) buf[o++] = unitByte
-      else o += unit.copy(buf, o)
+      // Units are a few bytes: a loop is cheaper than a call into Buffer.copy.
+      for (let k = 0; k < size; k++) buf[o++] = unit[unitStart + k] as number
       i += raw
     }
     // The bytes ran out inside a line: take the unfinished piece back.

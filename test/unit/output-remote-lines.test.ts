@@ -4,6 +4,7 @@
  * printed exactly as the string sanitiser and guard would print it, and a longer one is cut into
  * pieces that hold the same text. The runner simulator checks that nothing escapes the window.
  */
+import { isUtf8 } from 'node:buffer'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { createLineSanitizer, guardLeadingCommand } from '../../src/output/line-sanitizer.ts'
 import { CONTINUATION_MARKER, RemoteLog, type RemoteLogOptions } from '../../src/output/remote-log.ts'
@@ -61,6 +62,7 @@ const ALPHABET = [
   'é', '€', '😀', '日', '\u00a0', '\u0085', '\u2003', '\u3000', '\u2028', '\ufeff', '\u1680',
   '##[', '::', TOKEN, TOKEN.toUpperCase(), 'TOK0001A1b2C3d4e5f6', TOKEN.slice(0, 9),
 ]
+const ILL_FORMED = [[0xff], [0x80], [0xc0, 0x80], [0xe0, 0x80, 0x80], [0xed, 0xa0, 0x80], [0xf4, 0x90, 0x80, 0x80], [0xe2, 0x82], [0xf0, 0x9f, 0x98], [0xc3]].map((bytes) => Buffer.from(bytes))
 const WITHOUT_TOKEN = ALPHABET.filter((unit) => !unit.toLowerCase().startsWith('tok'))
 const LINE_ENDS = ['\n', '\n', '\r\n', '\r']
 
@@ -69,8 +71,8 @@ function randomStream(random: () => number, lines: number, maxUnits: number, alp
   for (let l = 0; l < lines; l++) {
     const units = Math.floor(random() * maxUnits)
     for (let u = 0; u < units; u++) parts.push(alphabet[Math.floor(random() * alphabet.length)] as string)
-    // Now and then a byte that is not UTF-8 at all.
-    if (random() < 0.1) parts.push(Buffer.from([0xff]))
+    // Now and then bytes that are not UTF-8: the writer replaces them as a decoder would.
+    if (random() < 0.2) parts.push(ILL_FORMED[Math.floor(random() * ILL_FORMED.length)] as Buffer)
     parts.push(LINE_ENDS[Math.floor(random() * LINE_ENDS.length)] as string)
   }
   return Buffer.concat(parts.map((part) => (typeof part === 'string' ? Buffer.from(part) : part)))
@@ -185,6 +187,28 @@ describe('byte-level line writer', () => {
 describe('RemoteLog to stdout', () => {
   afterEach(() => {
     vi.restoreAllMocks()
+  })
+
+  it('writes valid UTF-8 bytes, ill-formed input replaced exactly as a decoder replaces it', () => {
+    const random = rng(13)
+    for (let round = 0; round < 200; round++) {
+      const written: Buffer[] = []
+      const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+        written.push(Buffer.from(chunk))
+        return true
+      })
+      const bytes = randomStream(random, 1 + Math.floor(random() * 6), 30, WITHOUT_TOKEN)
+      const log = new RemoteLog({ newToken: () => TOKEN })
+      const group = log.open('bytes')
+      for (const chunk of randomSplit(random, bytes)) group.write('stdout', chunk)
+      group.end('done')
+      spy.mockRestore()
+      // No decoding on the way to the assertion: the raw bytes must already be right.
+      const raw = Buffer.concat(written)
+      expect(isUtf8(raw), `round ${round}`).toBe(true)
+      const lines = simulateRunner(raw.toString('utf8')).lines.slice(2, -3)
+      expect(lines, `round ${round}`).toEqual(stringRules(bytes))
+    }
   })
 
   it('hands remote output over in blocks, at the latest one turn of the event loop later, in order', async () => {

@@ -1,21 +1,42 @@
 import { describe, expect, it } from 'vitest'
-import { replaceIllFormed, Utf8Repair } from '../../src/output/utf8-repair.ts'
+import { sequenceAt, Utf8Stream } from '../../src/output/utf8-stream.ts'
 
 /**
  * The oracle: TextDecoder on the whole stream at once, encoded again. The spec defines streaming
  * decoding to give exactly this; Node's streaming decoder differs in one quirk (after an incomplete
- * first character it also drops a later U+FEFF), which the repair does not copy.
+ * first character it also drops a later U+FEFF), which the writer does not copy.
  */
 function viaTextDecoder(chunks: readonly Uint8Array[]): Buffer {
   return Buffer.from(new TextDecoder('utf-8').decode(Buffer.concat(chunks)), 'utf8')
 }
 
-function viaRepair(chunks: readonly Uint8Array[]): Buffer {
-  const repair = new Utf8Repair()
-  // Copies: what push returns is only valid until the next call.
-  const out: Buffer[] = chunks.map((chunk) => Buffer.from(repair.push(chunk)))
-  out.push(Buffer.from(repair.flush()))
-  return Buffer.concat(out)
+/** Utf8Stream's chunks with every ill-formed subpart replaced by U+FFFD as sequenceAt reads it. */
+function viaUtf8Stream(chunks: readonly Uint8Array[]): Buffer {
+  const stream = new Utf8Stream()
+  const out: number[] = []
+  const take = (bytes: Buffer, valid: boolean): void => {
+    for (let i = 0; i < bytes.length; ) {
+      const b = bytes[i] as number
+      if (b < 0x80) {
+        out.push(b)
+        i++
+        continue
+      }
+      // Valid chunks are handed through as they are: check that they really are.
+      const length = sequenceAt(bytes, i, bytes.length)
+      if (valid) expect(length).toBeGreaterThan(0)
+      if (length > 0) out.push(...bytes.subarray(i, i + length))
+      else out.push(0xef, 0xbf, 0xbd)
+      i += Math.abs(length)
+    }
+  }
+  for (const chunk of chunks) {
+    const bytes = stream.push(chunk)
+    take(Buffer.from(bytes), stream.valid)
+  }
+  const rest = stream.flush()
+  take(rest, stream.valid)
+  return Buffer.from(out)
 }
 
 function rng(seed: number): () => number {
@@ -46,25 +67,25 @@ const PIECES = [
   [0xf4, 0x90, 0x80, 0x80], [0xf5, 0x80], [0xff], [0xfe], [0xe2, 0x82], [0xf0, 0x9f, 0x98], [0xc3], [0xef, 0xbb],
 ].map((piece) => (typeof piece === 'string' ? Buffer.from(piece) : Buffer.from(piece)))
 
-describe('Utf8Repair', () => {
-  it('gives what TextDecoder gives for random mixes of valid and ill-formed bytes, split anywhere', () => {
+describe('Utf8Stream and sequenceAt', () => {
+  it('read random mixes of valid and ill-formed bytes, split anywhere, as TextDecoder does', () => {
     const random = rng(7)
     for (let round = 0; round < 3000; round++) {
       const parts = Array.from({ length: 1 + Math.floor(random() * 12) }, () => PIECES[Math.floor(random() * PIECES.length)] as Buffer)
       const bytes = Buffer.concat(parts)
       const points = Array.from({ length: Math.floor(random() * 6) }, () => Math.floor(random() * bytes.length))
       const chunks = splitAt(bytes, points)
-      expect(viaRepair(chunks), `round ${round}: ${bytes.toString('hex')} split at ${points.join(',')}`).toEqual(viaTextDecoder(chunks))
+      expect(viaUtf8Stream(chunks), `round ${round}: ${bytes.toString('hex')} split at ${points.join(',')}`).toEqual(viaTextDecoder(chunks))
     }
   })
 
-  it('gives what TextDecoder gives for random bytes fed a byte at a time', () => {
+  it('read random bytes fed a byte at a time as TextDecoder does', () => {
     const random = rng(11)
     for (let round = 0; round < 200; round++) {
       const bytes = Buffer.from(Array.from({ length: 40 }, () => Math.floor(random() * 256)))
       const oneByOne = splitAt(bytes, [...bytes.keys()])
-      expect(viaRepair(oneByOne), bytes.toString('hex')).toEqual(viaTextDecoder(oneByOne))
-      expect(viaRepair([bytes])).toEqual(viaTextDecoder([bytes]))
+      expect(viaUtf8Stream(oneByOne), bytes.toString('hex')).toEqual(viaTextDecoder(oneByOne))
+      expect(viaUtf8Stream([bytes])).toEqual(viaTextDecoder([bytes]))
     }
   })
 
@@ -72,20 +93,18 @@ describe('Utf8Repair', () => {
     const bom = Buffer.from([0xef, 0xbb, 0xbf])
     const text = Buffer.concat([bom, Buffer.from('a'), bom, Buffer.from('b')])
     for (let cut = 0; cut <= text.length; cut++) {
-      expect(viaRepair(splitAt(text, [1, cut])).toString('utf8')).toBe('a\uFEFFb')
+      expect(viaUtf8Stream(splitAt(text, [1, cut])).toString('utf8')).toBe('a\uFEFFb')
     }
-    expect(viaRepair([Buffer.from([0xef]), Buffer.from([0xbb])])).toEqual(Buffer.from('\uFFFD'))
+    expect(viaUtf8Stream([Buffer.from([0xef]), Buffer.from([0xbb])])).toEqual(Buffer.from('\uFFFD'))
   })
 
-  it('hands valid input through untouched (a view, no copy)', () => {
-    const repair = new Utf8Repair()
+  it('hands valid input through untouched (a view, no copy) and says it is valid', () => {
+    const stream = new Utf8Stream()
     const chunk = Buffer.from('plain ascii and ünïcödé\n')
-    const out = repair.push(chunk)
+    const out = stream.push(chunk)
     expect(out.buffer).toBe(chunk.buffer)
-    expect(Buffer.from(out)).toEqual(chunk)
-  })
-
-  it('replaces a truncated final character by one U+FFFD', () => {
-    expect(replaceIllFormed(Buffer.from([0x61, 0xf0, 0x9f, 0x98]))).toEqual(Buffer.from('a\uFFFD'))
+    expect(stream.valid).toBe(true)
+    stream.push(Buffer.from([0x61, 0xff]))
+    expect(stream.valid).toBe(false)
   })
 })
