@@ -103,6 +103,8 @@ async function* gunzipIncrementally(raw: AsyncIterable<Uint8Array>): AsyncGenera
     wakeFeeder()
   })()
   void (async () => {
+    // Batches are joined in one buffer, reused once the decoder is done with the last batch.
+    let joined = Buffer.alloc(0)
     for (;;) {
       if (decodeError !== undefined) return
       if (pending.length === 0) {
@@ -110,7 +112,16 @@ async function* gunzipIncrementally(raw: AsyncIterable<Uint8Array>): AsyncGenera
         await new Promise<void>((resolve) => (feederWake = resolve))
         continue
       }
-      const batch = pending.length === 1 ? (pending[0] as Uint8Array) : Buffer.concat(pending, pendingBytes)
+      let batch = pending[0] as Uint8Array
+      if (pending.length > 1) {
+        if (joined.length < pendingBytes) joined = Buffer.allocUnsafe(Math.max(pendingBytes, 2 * joined.length))
+        let at = 0
+        for (const part of pending) {
+          joined.set(part, at)
+          at += part.byteLength
+        }
+        batch = joined.subarray(0, at)
+      }
       pending = []
       pendingBytes = 0
       wakeReader()

@@ -1,28 +1,39 @@
 /**
- * A growable run of output bytes that is handed off whole, never reused: once taken, a block
- * belongs to whoever writes it (stdout keeps it until the OS has it) and to the views that point
- * into it (the group's tail of printed lines), so nothing may write into it again.
+ * A growable run of output bytes for the log writer. `take` hands the bytes written so far to
+ * whoever writes them out (stdout keeps them until the OS has them); once they are done with the
+ * buffer they give it back with `recycle`, so a long stream reuses a few buffers instead of
+ * allocating one per block (fresh large buffers cost page faults, and their external memory makes
+ * V8 run full garbage collections).
  */
-const EMPTY = Buffer.alloc(0)
+const EMPTY: Buffer = Buffer.alloc(0)
+/** Buffers kept for reuse; more than a few in flight means stdout is behind anyway. */
+const MAX_FREE = 4
+
+export interface TakenBytes {
+  bytes: Buffer
+  /** The buffer `bytes` is a view of: give it back with `recycle` once `bytes` is no longer used. */
+  owner: Buffer
+}
 
 export class ByteBlock {
-  buf: Buffer
+  buf: Buffer = EMPTY
   length = 0
   readonly #initial: number
+  readonly #free: Buffer[] = []
 
   constructor(initialBytes: number) {
     this.#initial = initialBytes
-    this.buf = EMPTY
   }
 
-  /** Makes room for `extra` more bytes; `buf` may be a new buffer afterwards. */
+  /** Makes room for `extra` more bytes; `buf` may be another buffer afterwards. */
   ensure(extra: number): void {
     const needed = this.length + extra
     if (needed <= this.buf.length) return
-    // The old buffer is left as it is: views into it (the tail) stay valid.
-    const grown = Buffer.allocUnsafe(Math.max(needed, this.buf.length * 2, this.#initial))
-    this.buf.copy(grown, 0, 0, this.length)
-    this.buf = grown
+    let next = this.#free.pop()
+    if (next === undefined || next.length < needed) next = Buffer.allocUnsafe(Math.max(needed, this.buf.length * 2, this.#initial))
+    // The old buffer is left as it was: views into it (the tail of a group) stay valid.
+    this.buf.copy(next, 0, 0, this.length)
+    this.buf = next
   }
 
   /** Appends text as UTF-8. */
@@ -31,11 +42,15 @@ export class ByteBlock {
     this.length += this.buf.write(value, this.length, 'utf8')
   }
 
-  /** The bytes written so far; the block starts over in a fresh buffer (allocated when needed). */
-  take(): Buffer {
-    const taken = this.buf.subarray(0, this.length)
+  /** The bytes written so far; the block starts over in another buffer. */
+  take(): TakenBytes {
+    const taken = { bytes: this.buf.subarray(0, this.length), owner: this.buf }
     this.buf = EMPTY
     this.length = 0
     return taken
+  }
+
+  recycle(owner: Buffer): void {
+    if (this.#free.length < MAX_FREE && owner.length >= this.#initial) this.#free.push(owner)
   }
 }

@@ -31,6 +31,8 @@ const GUARD_BYTES = 3
 const MIN_LINE_BYTES = LONGEST_UNIT_BYTES + GUARD_BYTES + MARKER_BYTES
 /** Remote output handed to stdout in blocks of about this size (or sooner, see LogOutput). */
 const FLUSH_BYTES = 64 * 1024
+/** Room a block starts with: a full block and the lines of the write that filled it. */
+const BLOCK_BYTES = 2 * FLUSH_BYTES
 /** Annotation messages are truncated by the runner at 4096 chars; we do it ourselves, visibly. */
 const ANNOTATION_MAX_CHARS = 4096
 
@@ -128,9 +130,10 @@ function validateToken(token: string): string {
  * one-off reports) gets every batch at once, decoded.
  */
 class LogOutput {
-  readonly block = new ByteBlock(16 * 1024)
-  readonly #deliver: (bytes: Buffer) => void
-  readonly #batched: boolean
+  readonly block = new ByteBlock(BLOCK_BYTES)
+  /** Called with a buffer before it is handed over (and later reused): keep no view into it. */
+  beforeHandOver: ((owner: Buffer) => void) | undefined
+  readonly #write: ((text: string) => void) | undefined
   #scheduled = false
   readonly #flushLater = (): void => {
     this.#scheduled = false
@@ -138,8 +141,7 @@ class LogOutput {
   }
 
   constructor(write: ((text: string) => void) | undefined) {
-    this.#batched = write === undefined
-    this.#deliver = write === undefined ? (bytes) => void process.stdout.write(bytes) : (bytes) => write(bytes.toString('utf8'))
+    this.#write = write
   }
 
   /** Trusted text of the action's own, handed over at once (after whatever came before it). */
@@ -150,7 +152,7 @@ class LogOutput {
 
   /** Remote output was added to the block. */
   added(): void {
-    if (!this.#batched || this.block.length >= FLUSH_BYTES) this.flush()
+    if (this.#write !== undefined || this.block.length >= FLUSH_BYTES) this.flush()
     else if (!this.#scheduled && this.block.length > 0) {
       this.#scheduled = true
       setImmediate(this.#flushLater)
@@ -158,13 +160,22 @@ class LogOutput {
   }
 
   flush(): void {
-    if (this.block.length > 0) this.#deliver(this.block.take())
+    if (this.block.length === 0) return
+    const { bytes, owner } = this.block.take()
+    this.beforeHandOver?.(owner)
+    if (this.#write !== undefined) {
+      this.#write(bytes.toString('utf8'))
+      this.block.recycle(owner)
+    } else {
+      process.stdout.write(bytes, () => this.block.recycle(owner))
+    }
   }
 }
 
 /**
- * The last N printed lines, kept as views of the output blocks they were printed from (blocks are
- * never written again), and turned into text only when asked for.
+ * The last N printed lines: views of the output blocks they were printed from while a block is
+ * being filled, copied out when the block is handed over (it is reused afterwards), and turned into
+ * text only when asked for.
  */
 class TailLines {
   readonly #buffers: Buffer[] = []
@@ -185,6 +196,27 @@ class TailLines {
     this.#ends[this.#next] = end
     this.#next = (this.#next + 1) % this.#capacity
     if (this.#size < this.#capacity) this.#size++
+  }
+
+  /** Copies the lines that are views of `owner` into a buffer of their own. */
+  readonly detach = (owner: Buffer): void => {
+    const slots: number[] = []
+    let total = 0
+    for (let k = 0; k < this.#size; k++) {
+      if (this.#buffers[k] !== owner) continue
+      slots.push(k)
+      total += (this.#ends[k] as number) - (this.#starts[k] as number)
+    }
+    if (slots.length === 0) return
+    const copy = Buffer.allocUnsafe(total)
+    let at = 0
+    for (const k of slots) {
+      const start = at
+      at += (this.#buffers[k] as Buffer).copy(copy, at, this.#starts[k], this.#ends[k])
+      this.#buffers[k] = copy
+      this.#starts[k] = start
+      this.#ends[k] = at
+    }
   }
 
   toArray(): string[] {
@@ -235,6 +267,7 @@ export class RemoteLogGroup implements OutputSink {
       onPiece: this.#tail.record,
     })
     this.#onEnd = settings.onEnd
+    settings.output.beforeHandOver = this.#tail.detach
   }
 
   get ended(): boolean {
@@ -273,6 +306,8 @@ export class RemoteLogGroup implements OutputSink {
     this.#lines.finish(this.#streams.stderr)
     const statusLine = sanitizeLine(status)
     this.#output.text(`::${this.#token}::\n::endgroup::\n${statusLine.length > 0 ? `${statusLine}\n` : ''}`)
+    // That flush copied the last views of the tail: it outlives the group (failure reports) on copies.
+    if (this.#output.beforeHandOver === this.#tail.detach) this.#output.beforeHandOver = undefined
     this.#onEnd(this)
   }
 
