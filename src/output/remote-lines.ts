@@ -32,7 +32,6 @@ const DEL = 0x7f
 
 const MARKER = Buffer.from(CONTINUATION_MARKER)
 const NEUTRAL_LEGACY = Buffer.from('#\u200B#[')
-const REPLACEMENT_CHARACTER = Buffer.from('\uFFFD')
 const REDACTED = Buffer.from(REDACTED_TOKEN)
 const ZERO_WIDTH_SPACE = Buffer.from('\u200B')
 const LINE_END = Buffer.from('\n')
@@ -283,41 +282,37 @@ export class RemoteLines {
         out.length = this.#endPiece(buf, pieceOut, o, false)
         return i
       }
-      // A unit: replaced, or (a whole character) copied, as one.
-      let unit = src
-      let unitStart = i
+      // A unit: replaced, or (a whole character) copied, as one; a cut never falls inside it.
+      // The common units (control characters, U+FFFD) are written directly, the rare ones copied.
+      let size = 3
       let raw = 1
-      switch (kind) {
-        case CONTROL:
-          unit = controlPicture(b)
-          unitStart = 0
-          break
-        case HASH_SIGN:
-          if (i + 2 < end && src[i + 1] === HASH && src[i + 2] === BRACKET) {
-            unit = NEUTRAL_LEGACY
-            unitStart = 0
-            raw = 3
-          }
-          break
-        case TOKEN_START:
-          if (this.#tokenAt(src, i, end)) {
-            unit = REDACTED
-            unitStart = 0
-            raw = this.#token.length
-          }
-          break
-        default: {
-          // HIGH in bytes that are not valid UTF-8: a whole character, or U+FFFD for a bad one.
-          const length = sequenceAt(src, i, end)
-          if (length > 0) raw = length
-          else {
-            unit = REPLACEMENT_CHARACTER
-            unitStart = 0
-            raw = -length
-          }
+      let unit: Buffer | undefined
+      if (kind === HIGH) {
+        // In bytes that are not valid UTF-8: a whole character, or U+FFFD for an ill-formed one.
+        const length = sequenceAt(src, i, end)
+        if (length > 0) {
+          size = raw = length
+          unit = src
+        } else raw = -length
+      } else if (kind === HASH_SIGN) {
+        if (i + 2 < end && src[i + 1] === HASH && src[i + 2] === BRACKET) {
+          unit = NEUTRAL_LEGACY
+          size = NEUTRAL_LEGACY.length
+          raw = 3
+        } else {
+          unit = src
+          size = 1
+        }
+      } else if (kind === TOKEN_START) {
+        if (this.#tokenAt(src, i, end)) {
+          unit = REDACTED
+          size = REDACTED.length
+          raw = this.#token.length
+        } else {
+          unit = src
+          size = 1
         }
       }
-      const size = unit === src ? raw : unit.length - unitStart
       if (o + size > limit) {
         out.length = this.#endPiece(buf, pieceOut, o, true)
         out.ensure(budget + PIECE_SLACK)
@@ -326,8 +321,21 @@ export class RemoteLines {
         pieceRaw = i
         limit = o + budget
       }
-      // Units are a few bytes: a loop is cheaper than a call into Buffer.copy.
-      for (let k = 0; k < size; k++) buf[o++] = unit[unitStart + k] as number
+      if (unit === undefined && kind === HIGH) {
+        // U+FFFD
+        buf[o++] = 0xef
+        buf[o++] = 0xbf
+        buf[o++] = 0xbd
+      } else if (unit === undefined) {
+        // The control picture U+2400 + code (U+2421 for DEL): visible, without its effect.
+        buf[o++] = 0xe2
+        buf[o++] = 0x90
+        buf[o++] = b === DEL ? 0xa1 : 0x80 + b
+      } else {
+        const from = unit === src ? i : 0
+        // A few bytes: a loop is cheaper than a call into Buffer.copy.
+        for (let k = 0; k < size; k++) buf[o++] = unit[from + k] as number
+      }
       i += raw
     }
     // The bytes ran out inside a line: take the unfinished piece back.
@@ -356,13 +364,6 @@ export class RemoteLines {
     return o
   }
 }
-
-/** U+2400 + the code (U+2421 for DEL): the character stays visible without its effect. */
-function controlPicture(code: number): Buffer {
-  return CONTROL_PICTURES[code === DEL ? 32 : code] as Buffer
-}
-
-const CONTROL_PICTURES = Array.from({ length: 33 }, (_, code) => Buffer.from(String.fromCharCode(code === 32 ? 0x2421 : 0x2400 + code)))
 
 /**
  * A piece that starts (after whitespace) with `::` gets a zero-width space between the colons, so it
