@@ -164,54 +164,35 @@ export class RemoteLines {
     if (rest.length > 0) this.#consume(state, rest, state.utf8.valid)
     if (state.lineLength === 0) return
     this.#append(state, LINE_END, 0, 1, true)
-    this.#scanLine(state)
+    this.#scanBuffered(state)
   }
 
   #consume(state: LineState, bytes: Buffer, valid: boolean): void {
     const end = bytes.length
     if (end === 0) return
     let at = 0
-    if (state.afterCR) {
-      state.afterCR = false
-      if (bytes[0] === LF) at = 1
-    }
-    while (at < end) {
-      if (state.lineLength > 0) {
-        // The line began in an earlier chunk: join it with its rest (at most a piece was kept).
-        const lineEnd = findLineEnd(bytes, at, end)
-        if (lineEnd === -1) {
-          this.#append(state, bytes, at, end, valid)
-          if (state.lineLength >= this.#budget) this.#printFullPieces(state)
-          return
-        }
-        this.#append(state, bytes, at, lineEnd + 1, valid)
-        this.#scanLine(state)
-        at = this.#afterLineEnd(state, bytes, lineEnd, end)
-        continue
-      }
-      this.#valid = valid
-      const lineEnd = this.#scan(bytes, at, end)
+    if (state.lineLength > 0) {
+      // The line began in an earlier chunk: join it with its rest (at most a piece was kept).
+      const lineEnd = findLineEnd(bytes, 0, end)
       if (lineEnd === -1) {
-        this.#append(state, bytes, this.#unfinished, end, valid)
+        this.#append(state, bytes, 0, end, valid)
+        if (state.lineLength >= this.#budget) this.#printFullPieces(state)
         return
       }
-      at = this.#afterLineEnd(state, bytes, lineEnd, end)
+      this.#append(state, bytes, 0, lineEnd + 1, valid)
+      this.#scanBuffered(state)
+      at = lineEnd + 1
     }
-  }
-
-  #afterLineEnd(state: LineState, bytes: Buffer, lineEnd: number, end: number): number {
-    if (bytes[lineEnd] !== CR) return lineEnd + 1
-    if (lineEnd + 1 === end) {
-      state.afterCR = true
-      return end
-    }
-    return bytes[lineEnd + 1] === LF ? lineEnd + 2 : lineEnd + 1
+    if (at === end) return
+    this.#valid = valid
+    this.#scan(state, bytes, at, end)
+    if (this.#unfinished < end) this.#append(state, bytes, this.#unfinished, end, valid)
   }
 
   /** The line buffer holds a whole line, line end included: print it. */
-  #scanLine(state: LineState): void {
+  #scanBuffered(state: LineState): void {
     this.#valid = state.lineValid
-    this.#scan(state.line, 0, state.lineLength)
+    this.#scan(state, state.line, 0, state.lineLength)
     state.lineLength = 0
     state.lineValid = true
   }
@@ -219,7 +200,7 @@ export class RemoteLines {
   /** An unfinished line longer than a piece: print its full pieces now, keep the rest. */
   #printFullPieces(state: LineState): void {
     this.#valid = state.lineValid
-    this.#scan(state.line, 0, state.lineLength)
+    this.#scan(state, state.line, 0, state.lineLength)
     const keep = this.#unfinished
     state.line.copyWithin(0, keep, state.lineLength)
     state.lineLength -= keep
@@ -239,22 +220,27 @@ export class RemoteLines {
   }
 
   /**
-   * Prints `src[start, …)` up to and including the first line end, piece by piece, and returns the
-   * index of that line end. When `end` comes first, the full pieces stay printed, the unfinished
-   * one is taken back, `#unfinished` tells where its raw bytes start, and the result is -1.
+   * Prints the lines of `src[start, end)`, piece by piece. The last line, when the bytes end before
+   * its line end, is not printed but for its full pieces: `#unfinished` tells where its unprinted
+   * raw bytes start (`end` when there are none).
    */
-  #scan(src: Buffer, start: number, end: number): number {
+  #scan(state: LineState, src: Buffer, start: number, end: number): void {
     const out = this.#out
     const budget = this.#budget
     const classes = this.#classes
     const valid = this.#valid
+    let i = start
+    if (state.afterCR) {
+      // The previous bytes ended in `\r`: a `\n` here is the rest of that line end.
+      state.afterCR = false
+      if (src[i] === LF) i++
+    }
     out.ensure(budget + PIECE_SLACK)
     let buf = out.buf
     let o = out.length
     let pieceOut = o
-    let pieceRaw = start
+    let pieceRaw = i
     let limit = o + budget
-    let i = start
     while (i < end) {
       const b = src[i] as number
       const kind = classes[b] as number
@@ -270,17 +256,33 @@ export class RemoteLines {
           i--
           o--
         }
-        out.length = this.#endPiece(buf, pieceOut, o, true)
-        out.ensure(budget + PIECE_SLACK)
-        buf = out.buf
-        o = pieceOut = out.length
+        o = this.#endPiece(buf, pieceOut, o, true)
+        if (o + budget + PIECE_SLACK > buf.length) {
+          out.length = o
+          out.ensure(budget + PIECE_SLACK)
+          buf = out.buf
+        }
+        pieceOut = o
         pieceRaw = i
         limit = o + budget
         continue
       }
       if (kind === LINE_ENDS) {
-        out.length = this.#endPiece(buf, pieceOut, o, false)
-        return i
+        o = this.#endPiece(buf, pieceOut, o, false)
+        i++
+        if (b === CR) {
+          if (i === end) state.afterCR = true
+          else if (src[i] === LF) i++
+        }
+        if (o + budget + PIECE_SLACK > buf.length) {
+          out.length = o
+          out.ensure(budget + PIECE_SLACK)
+          buf = out.buf
+        }
+        pieceOut = o
+        pieceRaw = i
+        limit = o + budget
+        continue
       }
       // A unit: replaced, or (a whole character) copied, as one; a cut never falls inside it.
       // The common units (control characters, U+FFFD) are written directly, the rare ones copied.
@@ -314,10 +316,13 @@ export class RemoteLines {
         }
       }
       if (o + size > limit) {
-        out.length = this.#endPiece(buf, pieceOut, o, true)
-        out.ensure(budget + PIECE_SLACK)
-        buf = out.buf
-        o = pieceOut = out.length
+        o = this.#endPiece(buf, pieceOut, o, true)
+        if (o + budget + PIECE_SLACK > buf.length) {
+          out.length = o
+          out.ensure(budget + PIECE_SLACK)
+          buf = out.buf
+        }
+        pieceOut = o
         pieceRaw = i
         limit = o + budget
       }
@@ -338,10 +343,9 @@ export class RemoteLines {
       }
       i += raw
     }
-    // The bytes ran out inside a line: take the unfinished piece back.
+    // The bytes ran out: take back the unfinished piece of a line that has not ended (if any).
     out.length = pieceOut
     this.#unfinished = pieceRaw
-    return -1
   }
 
   #tokenAt(src: Buffer, at: number, end: number): boolean {
