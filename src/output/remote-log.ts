@@ -129,6 +129,17 @@ function validateToken(token: string): string {
  * small events costs a few large writes instead of one per event. A caller's text writer (tests,
  * one-off reports) gets every batch at once, decoded.
  */
+/** Outputs holding remote output that waits for the next turn of the event loop. */
+const unflushed = new Set<LogOutput>()
+
+/**
+ * Hands every block of remote output still waiting for the next turn of the event loop to stdout
+ * now: for an exit that comes before that turn (a second signal), so the end of the log is kept.
+ */
+export function flushPendingLogs(): void {
+  for (const output of unflushed) output.flush()
+}
+
 class LogOutput {
   readonly block = new ByteBlock(BLOCK_BYTES)
   /** Called with a buffer before it is handed over (and later reused): keep no view into it. */
@@ -155,11 +166,13 @@ class LogOutput {
     if (this.#write !== undefined || this.block.length >= FLUSH_BYTES) this.flush()
     else if (!this.#scheduled && this.block.length > 0) {
       this.#scheduled = true
+      unflushed.add(this)
       setImmediate(this.#flushLater)
     }
   }
 
   flush(): void {
+    unflushed.delete(this)
     if (this.block.length === 0) return
     const { bytes, owner } = this.block.take()
     this.beforeHandOver?.(owner)

@@ -7,7 +7,7 @@
 import { isUtf8 } from 'node:buffer'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { createLineSanitizer, guardLeadingCommand } from '../../src/output/line-sanitizer.ts'
-import { CONTINUATION_MARKER, RemoteLog, type RemoteLogOptions } from '../../src/output/remote-log.ts'
+import { CONTINUATION_MARKER, flushPendingLogs, RemoteLog, type RemoteLogOptions } from '../../src/output/remote-log.ts'
 import { simulateRunner, withoutStopCommands } from './output-runner-simulator.ts'
 
 const TOKEN = 'tok0001a1b2c3d4e5f6'
@@ -209,6 +209,19 @@ describe('RemoteLog to stdout', () => {
       const lines = simulateRunner(raw.toString('utf8')).lines.slice(2, -3)
       expect(lines, `round ${round}`).toEqual(stringRules(bytes))
     }
+  })
+
+  it('hands waiting output over at once when the process is about to exit', () => {
+    const written: Buffer[] = []
+    vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      written.push(Buffer.from(chunk))
+      return true
+    })
+    const group = new RemoteLog({ newToken: () => TOKEN }).open('exit')
+    group.write('stdout', Buffer.from('last words\n'))
+    expect(Buffer.concat(written).toString()).not.toContain('last words')
+    flushPendingLogs()
+    expect(Buffer.concat(written).toString()).toContain('last words\n')
   })
 
   it('hands remote output over in blocks, at the latest one turn of the event loop later, in order', async () => {
