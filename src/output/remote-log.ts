@@ -33,6 +33,13 @@ const MIN_LINE_BYTES = LONGEST_UNIT_BYTES + GUARD_BYTES + MARKER_BYTES
 const FLUSH_BYTES = 64 * 1024
 /** Room a block starts with: a full block and the lines of the write that filled it. */
 const BLOCK_BYTES = 2 * FLUSH_BYTES
+/**
+ * Backpressure from stdout: the producer waits while more than this is handed to stdout and not yet
+ * written, until it is down to STDOUT_LOW_WATER. Waiting only at Node's own mark (16 KiB, less than
+ * one block) would stop all work on the stream each time the reader of the pipe is behind by a block.
+ */
+const STDOUT_HIGH_WATER = 1024 * 1024
+const STDOUT_LOW_WATER = 256 * 1024
 /** Annotation messages are truncated by the runner at 4096 chars; we do it ourselves, visibly. */
 const ANNOTATION_MAX_CHARS = 4096
 
@@ -50,8 +57,9 @@ export interface RemoteLogOptions {
   /** Where log text goes; default: the action's stdout. Called once per batch of complete lines. */
   write?: (text: string) => void
   /**
-   * Backpressure of the destination: a promise while it is full. Defaults to waiting for stdout's
-   * 'drain' (on a pipe to a slow reader, writes queue in memory and are lost at process.exit).
+   * Backpressure of the destination: a promise while it is full. Defaults to waiting while more
+   * than a MiB of output is handed to stdout and not yet written (on a pipe to a slow reader,
+   * writes queue in memory).
    */
   ready?: () => Promise<void> | undefined
   /** Longest printed line in UTF-8 bytes, continuation marker included (default 4096). */
@@ -60,22 +68,6 @@ export interface RemoteLogOptions {
   tailLines?: number
   /** Source of stop-commands tokens (default: a random UUID without dashes). Injected in tests. */
   newToken?: () => string
-}
-
-/** Waits for stdout to drain when its buffer is full (also gives up waiting if it closes). */
-export function stdoutReady(): Promise<void> | undefined {
-  if (!process.stdout.writableNeedDrain) return undefined
-  return new Promise((resolve) => {
-    const done = (): void => {
-      process.stdout.off('drain', done)
-      process.stdout.off('close', done)
-      process.stdout.off('error', done)
-      resolve()
-    }
-    process.stdout.once('drain', done)
-    process.stdout.once('close', done)
-    process.stdout.once('error', done)
-  })
 }
 
 function defaultToken(): string {
@@ -145,6 +137,9 @@ class LogOutput {
   /** Called with a buffer before it is handed over (and later reused): keep no view into it. */
   beforeHandOver: ((owner: Buffer) => void) | undefined
   readonly #write: ((text: string) => void) | undefined
+  /** Bytes handed to stdout that it has not written yet, and producers waiting for them. */
+  #inFlight = 0
+  #waiting: (() => void)[] = []
   #scheduled = false
   readonly #flushLater = (): void => {
     this.#scheduled = false
@@ -180,8 +175,25 @@ class LogOutput {
       this.#write(bytes.toString('utf8'))
       this.block.recycle(owner)
     } else {
-      process.stdout.write(bytes, () => this.block.recycle(owner))
+      this.#inFlight += bytes.length
+      process.stdout.write(bytes, () => this.#written(bytes.length, owner))
     }
+  }
+
+  /** A promise while stdout is too far behind (see STDOUT_HIGH_WATER). */
+  ready(): Promise<void> | undefined {
+    if (this.#inFlight <= STDOUT_HIGH_WATER) return undefined
+    return new Promise((resolve) => this.#waiting.push(resolve))
+  }
+
+  /** Also called when stdout failed or closed: then nothing is in flight any more either. */
+  #written(length: number, owner: Buffer): void {
+    this.#inFlight -= length
+    this.block.recycle(owner)
+    if (this.#inFlight > STDOUT_LOW_WATER || this.#waiting.length === 0) return
+    const waiting = this.#waiting
+    this.#waiting = []
+    for (const resolve of waiting) resolve()
   }
 }
 
@@ -348,7 +360,7 @@ export class RemoteLog {
   constructor(options: RemoteLogOptions = {}) {
     this.#output = new LogOutput(options.write)
     // A custom writer without its own backpressure is taken to be always ready.
-    this.#ready = options.ready ?? (options.write ? () => undefined : stdoutReady)
+    this.#ready = options.ready ?? (options.write ? () => undefined : () => this.#output.ready())
     this.#maxLineBytes = options.maxLineBytes ?? 4096
     this.#tailLines = options.tailLines ?? 30
     this.#newToken = options.newToken ?? defaultToken

@@ -211,6 +211,37 @@ describe('RemoteLog to stdout', () => {
     }
   })
 
+  it('holds the producer back while more than a MiB waits for stdout, until it is well under', async () => {
+    const callbacks: (() => void)[] = []
+    vi.spyOn(process.stdout, 'write').mockImplementation(((_chunk: unknown, callback?: () => void) => {
+      // A slow reader: nothing is written until the test says so.
+      if (callback) callbacks.push(callback)
+      return false
+    }) as typeof process.stdout.write)
+    const group = new RemoteLog({ newToken: () => TOKEN }).open('slow')
+    const line = Buffer.from(`${'z'.repeat(1023)}\n`)
+    let written = 0
+    while (group.ready() === undefined && written < 4096) {
+      group.write('stdout', line)
+      written++
+    }
+    // About a MiB went out before the producer was held back, in blocks.
+    expect(written * line.length).toBeGreaterThanOrEqual(1024 * 1024)
+    expect(written * line.length).toBeLessThan(1024 * 1024 + 2 * 64 * 1024)
+    let released = false
+    void group.ready()?.then(() => (released = true))
+    // Writing most of it is not enough; getting under a quarter is.
+    while (callbacks.length > 4) {
+      callbacks.shift()?.()
+      await new Promise((resolve) => setImmediate(resolve))
+      if (released) break
+    }
+    expect(released).toBe(true)
+    expect(callbacks.length).toBeLessThanOrEqual(5)
+    for (const callback of callbacks.splice(0)) callback()
+    expect(group.ready()).toBeUndefined()
+  })
+
   it('hands waiting output over at once when the process is about to exit', () => {
     const written: Buffer[] = []
     vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
