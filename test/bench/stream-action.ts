@@ -76,29 +76,42 @@ class WindowClock {
   #scan(chunk: Buffer, offset: number, now: number): void {
     if (this.phase === 'body') {
       this.firstByteAt ??= now
-      const searched = Buffer.concat([this.#carry, chunk])
-      const at = searched.indexOf(this.#closeMarker)
-      const base = offset - this.#carry.length
-      if (at === -1) {
-        this.#carry = searched.subarray(Math.max(0, searched.length - this.#closeMarker.length + 1))
-        return
-      }
-      this.windowEnd = base + at
+      const found = this.#find(this.#closeMarker, chunk, offset)
+      if (found === -1) return
+      this.windowEnd = found
       this.phase = 'closing'
-      this.#carry = Buffer.alloc(0)
-      const after = at + this.#closeMarker.length
-      return this.#scan(searched.subarray(after), base + after, now)
+      const after = found + this.#closeMarker.length - offset
+      if (after < chunk.length) this.#scan(chunk.subarray(after), offset + after, now)
+      return
     }
-    if (this.phase === 'closing') {
-      const searched = Buffer.concat([this.#carry, chunk])
-      if (searched.indexOf(END_GROUP) !== -1) {
-        this.endGroupAt = now
-        this.phase = 'done'
+    if (this.phase === 'closing' && this.#find(END_GROUP, chunk, offset) !== -1) {
+      this.endGroupAt = now
+      this.phase = 'done'
+    }
+  }
+
+  /**
+   * The absolute offset of `marker` in the output so far, looking only at this chunk and the few
+   * bytes before it that a marker could straddle (no copy of the chunk: 100 MB pass through here).
+   */
+  #find(marker: Buffer, chunk: Buffer, offset: number): number {
+    const carry = this.#carry
+    if (carry.length > 0) {
+      const seam = Buffer.concat([carry, chunk.subarray(0, marker.length - 1)])
+      const at = seam.indexOf(marker)
+      if (at !== -1) {
         this.#carry = Buffer.alloc(0)
-      } else {
-        this.#carry = searched.subarray(Math.max(0, searched.length - END_GROUP.length + 1))
+        return offset - carry.length + at
       }
     }
+    const at = chunk.indexOf(marker)
+    if (at !== -1) {
+      this.#carry = Buffer.alloc(0)
+      return offset + at
+    }
+    const keep = marker.length - 1
+    this.#carry = chunk.length >= keep ? Buffer.from(chunk.subarray(chunk.length - keep)) : Buffer.concat([carry, chunk]).subarray(-keep)
+    return -1
   }
 }
 
