@@ -19,6 +19,7 @@ function fakeApi(chunks: readonly Uint8Array[]): FollowApi {
     body,
     json: async () => ({}) as never,
     text: async () => '',
+    bytes: async () => new Uint8Array(0),
     dump: async () => undefined,
   })
   return {
