@@ -123,12 +123,17 @@ function validateToken(token: string): string {
  */
 /** Outputs holding remote output that waits for the next turn of the event loop. */
 const unflushed = new Set<LogOutput>()
+/** Logs with a group (and its stop-commands window) open. */
+const openLogs = new Set<RemoteLog>()
 
 /**
- * Hands every block of remote output still waiting for the next turn of the event loop to stdout
- * now: for an exit that comes before that turn (a second signal), so the end of the log is kept.
+ * For an exit that comes while a group is open or before the next turn of the event loop (a second
+ * signal, the grace period of a cancel running out): ends every open group, so its window is closed
+ * and the lines waiting for it (see {@link RemoteLog.afterWindow}) are printed where the runner reads
+ * them, and hands every block of remote output still waiting to stdout, so the end of the log is kept.
  */
-export function flushPendingLogs(): void {
+export function closeLogsForExit(): void {
+  for (const log of openLogs) log.endOpenGroup('(output interrupted: the action is exiting)')
   for (const output of unflushed) output.flush()
 }
 
@@ -356,6 +361,8 @@ export class RemoteLog {
   readonly #tailLines: number
   readonly #newToken: () => string
   #open: RemoteLogGroup | null = null
+  /** Lines of the action's own that wait for the open window to close. */
+  #afterWindow: (() => void)[] = []
 
   constructor(options: RemoteLogOptions = {}) {
     this.#output = new LogOutput(options.write)
@@ -386,10 +393,16 @@ export class RemoteLog {
       tailLines: this.#tailLines,
       token,
       onEnd: (ended) => {
-        if (this.#open === ended) this.#open = null
+        if (this.#open !== ended) return
+        this.#open = null
+        openLogs.delete(this)
+        const waiting = this.#afterWindow
+        this.#afterWindow = []
+        for (const print of waiting) print()
       },
     })
     this.#open = group
+    openLogs.add(this)
     this.#output.text(`::group::${groupTitle(title)}\n::stop-commands::${token}\n`)
     return group
   }
@@ -397,6 +410,20 @@ export class RemoteLog {
   /** Ends the open group, if any, so that workflow commands are processed again. */
   endOpenGroup(status: string): void {
     this.#open?.end(status)
+  }
+
+  /**
+   * Runs `print`, which writes lines of the action's own (core.info, core.warning) from code that
+   * does not know about groups, such as a signal handler or a cancel that ends: at once when no
+   * group is open, else right after the open group has ended (after its status line). Written into
+   * an open window, such a line would be inert if it were a command (a warning would be lost), and it
+   * could fall between the pieces of a remote line cut at the byte limit, which a reader joins by
+   * their continuation markers. A window closes soon after a signal (the main flow is aborted), and
+   * at the latest when the process exits ({@link closeLogsForExit}).
+   */
+  afterWindow(print: () => void): void {
+    if (this.#open === null) print()
+    else this.#afterWindow.push(print)
   }
 
   /**

@@ -7,7 +7,7 @@
 import { isUtf8 } from 'node:buffer'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { createLineSanitizer, guardLeadingCommand } from '../../src/output/line-sanitizer.ts'
-import { CONTINUATION_MARKER, flushPendingLogs, RemoteLog, type RemoteLogOptions } from '../../src/output/remote-log.ts'
+import { closeLogsForExit, CONTINUATION_MARKER, RemoteLog, type RemoteLogOptions } from '../../src/output/remote-log.ts'
 import { simulateRunner, withoutStopCommands } from './output-runner-simulator.ts'
 
 const TOKEN = 'tok0001a1b2c3d4e5f6'
@@ -242,17 +242,22 @@ describe('RemoteLog to stdout', () => {
     expect(group.ready()).toBeUndefined()
   })
 
-  it('hands waiting output over at once when the process is about to exit', () => {
+  it('hands waiting output over and closes the open window at once when the process is about to exit', () => {
     const written: Buffer[] = []
     vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
       written.push(Buffer.from(chunk))
       return true
     })
-    const group = new RemoteLog({ newToken: () => TOKEN }).open('exit')
-    group.write('stdout', Buffer.from('last words\n'))
+    const log = new RemoteLog({ newToken: () => TOKEN })
+    const group = log.open('exit')
+    group.write('stdout', Buffer.from('last words\nunfinished'))
+    log.afterWindow(() => process.stdout.write('Received SIGTERM while cancelling; exiting.\n'))
     expect(Buffer.concat(written).toString()).not.toContain('last words')
-    flushPendingLogs()
-    expect(Buffer.concat(written).toString()).toContain('last words\n')
+    closeLogsForExit()
+    expect(group.ended).toBe(true)
+    expect(Buffer.concat(written).toString()).toMatch(
+      new RegExp(`last words\\nunfinished\\n::${TOKEN}::\\n::endgroup::\\n\\(output interrupted: the action is exiting\\)\\nReceived SIGTERM while cancelling; exiting\\.\\n$`),
+    )
   })
 
   it('hands remote output over in blocks, at the latest one turn of the event loop later, in order', async () => {
