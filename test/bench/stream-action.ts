@@ -132,6 +132,8 @@ export async function runStreamingAction(inputs: Record<string, string>, deadlin
       const value = process.env[key]
       if (value !== undefined) env[key] = value
     }
+    // For profiling the action alone (e.g. `--cpu-prof --cpu-prof-dir=…`): the bench's own processes keep theirs.
+    if (process.env.BENCH_ACTION_NODE_OPTIONS) env.NODE_OPTIONS = process.env.BENCH_ACTION_NODE_OPTIONS
     Object.assign(env, {
       GITHUB_ACTIONS: 'true',
       GITHUB_WORKSPACE: path.join(scratch, 'workspace'),
