@@ -11,14 +11,28 @@ import { workKey, type LiveWork } from './state.ts'
 
 export type CancelRemote = (work: LiveWork) => Promise<string>
 
+/**
+ * Where the lines of a cancellation go. They come at any moment (a signal, a DELETE's answer), also
+ * while a run's stop-commands window is open, so main routes them past that window
+ * (RemoteLog.afterWindow); the default prints them at once.
+ */
+export interface CancelLines {
+  info(text: string): void
+  warning(text: string): void
+}
+
+const PRINT_AT_ONCE: CancelLines = { info: (text) => core.info(text), warning: (text) => core.warning(text) }
+
 export class RemoteWorkRegistry {
   private readonly work = new Map<string, LiveWork>()
   private readonly save: (work: readonly LiveWork[]) => void
+  private readonly lines: CancelLines
   private cancelRemote: CancelRemote | undefined
   private readonly cancellations: Promise<unknown>[] = []
 
-  constructor(save: (work: readonly LiveWork[]) => void) {
+  constructor(save: (work: readonly LiveWork[]) => void, lines: CancelLines = PRINT_AT_ONCE) {
     this.save = save
+    this.lines = lines
   }
 
   /** Records just-created work. If the job is already being cancelled, cancels it right away. */
@@ -78,12 +92,12 @@ export class RemoteWorkRegistry {
     this.persist()
     try {
       const result = await cancelRemote(work)
-      core.info(`Cancelled ${work.label} (${work.kind} ${work.id}): ${result}`)
+      this.lines.info(`Cancelled ${work.label} (${work.kind} ${work.id}): ${result}`)
     } catch (error) {
       // Still live as far as anyone knows: the post step tries again.
       work.state = 'live'
       this.persist()
-      core.warning(`Could not cancel ${work.label} (${work.kind} ${work.id}); the post step will try again: ${errorMessage(error)}`)
+      this.lines.warning(`Could not cancel ${work.label} (${work.kind} ${work.id}); the post step will try again: ${errorMessage(error)}`)
     }
   }
 
@@ -101,6 +115,8 @@ export interface CancellationOptions {
   exit: (code: number) => void
   /** After this long, exit even if the main flow has not wound down (it should long before). */
   graceMs?: number
+  /** Where the handler's own lines go (default: printed at once); see {@link CancelLines}. */
+  lines?: CancelLines
 }
 
 export interface Cancellation {
@@ -118,16 +134,17 @@ export interface Cancellation {
 export function installCancellation(options: CancellationOptions): Cancellation {
   let received: NodeJS.Signals | undefined
   let cancelling: Promise<void> = Promise.resolve()
+  const lines = options.lines ?? PRINT_AT_ONCE
   const onSignal = (signal: NodeJS.Signals): void => {
     if (received) {
       // A second signal (the runner's SIGTERM 7.5 s after SIGINT): state is already written; stop now.
-      core.info(`Received ${signal} while cancelling; exiting.`)
+      lines.info(`Received ${signal} while cancelling; exiting.`)
       options.exit(1)
       return
     }
     received = signal
     const live = options.registry.live()
-    core.info(`Received ${signal}: the job is being cancelled; cancelling ${live.length} remote operation(s).`)
+    lines.info(`Received ${signal}: the job is being cancelled; cancelling ${live.length} remote operation(s).`)
     cancelling = options.registry.cancelAll(options.cancelRemote)
     options.controller.abort(new Error(`cancelled by ${signal}`))
     const timer = setTimeout(() => options.exit(1), options.graceMs ?? 6000)

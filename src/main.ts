@@ -6,7 +6,7 @@
  * names a vendor: the provider factory does.
  */
 import * as core from '@actions/core'
-import { installCancellation, RemoteWorkRegistry } from './cancel.ts'
+import { installCancellation, RemoteWorkRegistry, type CancelLines } from './cancel.ts'
 import { errorMessage } from './errors.ts'
 import { exitAfterFlush } from './exit.ts'
 import { fanoutOutputs } from './fanout/outputs.ts'
@@ -17,7 +17,7 @@ import { getInputs, type Inputs } from './inputs.ts'
 import { judge } from './outcome.ts'
 import { deferDebug, flushDebug } from './output/deferred-debug.ts'
 import { RemoteLog, reportFailure } from './output/remote-log.ts'
-import { say } from './output/say.ts'
+import { say, warn } from './output/say.ts'
 import { renderRunSummary, writeSummary } from './output/summary.ts'
 import { createProvider } from './providers/factory.ts'
 import {
@@ -67,7 +67,14 @@ export async function run(deps: MainDeps = { exit: (code) => void exitAfterFlush
   }
 
   const controller = new AbortController()
-  const registry = new RemoteWorkRegistry(saveLiveWork)
+  const log = new RemoteLog()
+  // A signal or a cancel's answer may come while the run's window is open: their lines wait for it
+  // to close, where they cannot split a remote line and a warning is not swallowed.
+  const cancelLines: CancelLines = {
+    info: (text) => log.afterWindow(() => say(text)),
+    warning: (text) => log.afterWindow(() => warn(text)),
+  }
+  const registry = new RemoteWorkRegistry(saveLiveWork, cancelLines)
   const idleTimeout = Number(process.env[EVENTS_IDLE_TIMEOUT_ENV])
   const provider = createProvider(inputs, {
     registry,
@@ -76,8 +83,7 @@ export async function run(deps: MainDeps = { exit: (code) => void exitAfterFlush
     ...(Number.isFinite(idleTimeout) && idleTimeout > 0 ? { eventsIdleTimeoutMs: idleTimeout } : {}),
   })
   const cancelRemote = (work: LiveWork): Promise<string> => provider.cancel(work, CANCEL_TIMEOUT_MS)
-  const cancellation = installCancellation({ registry, cancelRemote, controller, exit: deps.exit })
-  const log = new RemoteLog()
+  const cancellation = installCancellation({ registry, cancelRemote, controller, exit: deps.exit, lines: cancelLines })
   const report: RunReport = { operations: [], sections: [] }
   const ctx: ProviderContext = { log, signal: controller.signal, registry, report, debug: deferDebug }
 

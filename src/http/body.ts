@@ -25,6 +25,10 @@ export async function* decodeBody(raw: AsyncIterable<Uint8Array>, gzip: boolean,
 
 /** Decoded output buffered beyond this pauses the decoder until the reader catches up. */
 const DECODED_HIGH_WATER = 1024 * 1024
+/** Compressed input waiting for the decoder beyond this pauses reading from the connection. */
+const PENDING_HIGH_WATER = 1024 * 1024
+/** Output buffers of the decoder: a whole sync-flushed frame of a large event usually fits one. */
+const GUNZIP_CHUNK_BYTES = 128 * 1024
 
 async function* gunzipIncrementally(raw: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
   const input = raw[Symbol.asyncIterator]()
@@ -34,7 +38,7 @@ async function* gunzipIncrementally(raw: AsyncIterable<Uint8Array>): AsyncGenera
   if (first.done) return
   // Sync-flush each write so every chunk the server flushed is decoded on arrival; finish with
   // Z_FINISH so a stream that stops before its trailer fails loudly instead of ending short.
-  const gunzip = createGunzip({ flush: zlibConstants.Z_SYNC_FLUSH, finishFlush: zlibConstants.Z_FINISH })
+  const gunzip = createGunzip({ flush: zlibConstants.Z_SYNC_FLUSH, finishFlush: zlibConstants.Z_FINISH, chunkSize: GUNZIP_CHUNK_BYTES })
   const decoded: Buffer[] = []
   let decodedBytes = 0
   let decodeError: unknown
@@ -62,19 +66,69 @@ async function* gunzipIncrementally(raw: AsyncIterable<Uint8Array>): AsyncGenera
   })
   // Not a pipeline: when the connection drops, everything that arrived before the drop is still
   // decoded and handed out first, and only then the connection error is raised.
+  //
+  // Input is handed to the decoder one write at a time, each holding everything that arrived while
+  // the previous one was decoded: every write is a round trip to the thread pool, and a server that
+  // flushes each small event arrives as thousands of small HTTP chunks.
+  let pending: Uint8Array[] = [first.value]
+  let pendingBytes = first.value.byteLength
+  let inputDone = false
+  let feederWake: (() => void) | undefined
+  let readerWake: (() => void) | undefined
+  const wakeFeeder = (): void => {
+    const resolve = feederWake
+    feederWake = undefined
+    resolve?.()
+  }
+  const wakeReader = (): void => {
+    const resolve = readerWake
+    readerWake = undefined
+    resolve?.()
+  }
   void (async () => {
     try {
-      let chunk: Uint8Array = first.value
       for (;;) {
-        if (!gunzip.write(chunk)) await waitDrain(gunzip)
-        if (decodeError !== undefined) return
+        while (pendingBytes >= PENDING_HIGH_WATER && decodeError === undefined) await new Promise<void>((resolve) => (readerWake = resolve))
+        if (decodeError !== undefined) break
         const next = await input.next()
         if (next.done) break
-        chunk = next.value
+        pending.push(next.value)
+        pendingBytes += next.value.byteLength
+        wakeFeeder()
       }
     } catch (error) {
       inputError = error
     }
+    inputDone = true
+    wakeFeeder()
+  })()
+  void (async () => {
+    // Batches are joined in one buffer, reused once the decoder is done with the last batch.
+    let joined = Buffer.alloc(0)
+    for (;;) {
+      if (decodeError !== undefined) return
+      if (pending.length === 0) {
+        if (inputDone) break
+        await new Promise<void>((resolve) => (feederWake = resolve))
+        continue
+      }
+      let batch = pending[0] as Uint8Array
+      if (pending.length > 1) {
+        if (joined.length < pendingBytes) joined = Buffer.allocUnsafe(Math.max(pendingBytes, 2 * joined.length))
+        let at = 0
+        for (const part of pending) {
+          joined.set(part, at)
+          at += part.byteLength
+        }
+        batch = joined.subarray(0, at)
+      }
+      pending = []
+      pendingBytes = 0
+      wakeReader()
+      // The callback comes once the decoder has taken the batch, later when its reader is behind.
+      await new Promise<void>((resolve) => gunzip.write(batch, () => resolve()))
+    }
+    // The reader sets inputError before it reports the input done, so it is known by now.
     if (decodeError !== undefined) return
     // Let everything written so far be decoded and handed out before finishing: finishing a stream
     // that lacks its trailer raises an error, and an error raised in the same turn as the last
@@ -94,7 +148,7 @@ async function* gunzipIncrementally(raw: AsyncIterable<Uint8Array>): AsyncGenera
       if (finished || decodeError !== undefined) break
       await new Promise<void>((resolve) => (wake = resolve))
     }
-    // The feeder sets inputError before it ends the gunzip stream, so it is known by now.
+    // inputError is set before the gunzip stream is ended, so it is known by now.
     // A dropped connection also leaves the gzip stream unfinished; the drop is the real cause.
     if (inputError !== undefined) throw inputError
     if (decodeError !== undefined) throw decodeError
@@ -106,18 +160,6 @@ async function* gunzipIncrementally(raw: AsyncIterable<Uint8Array>): AsyncGenera
     if (typeof destroy === 'function') destroy.call(raw)
     await input.return?.().catch(() => undefined)
   }
-}
-
-function waitDrain(stream: NodeJS.WritableStream & NodeJS.EventEmitter): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      stream.off('drain', done)
-      stream.off('close', done)
-      resolve()
-    }
-    stream.on('drain', done)
-    stream.on('close', done)
-  })
 }
 
 const CONNECT_PHASE_CODES = new Set([

@@ -2,8 +2,13 @@
  * The live writer of untrusted remote output (design.md "Logs"; platform notes §1.1, §2.4, §2.5).
  *
  * Every remote operation gets a trusted `::group::` and its own `::stop-commands::<token>` window.
- * Inside the window, remote bytes are assembled into lines per stream, decoded as UTF-8 across chunk
- * boundaries, sanitised (line-sanitizer.ts) and cut to at most `maxLineBytes` bytes per printed line.
+ * Inside the window, remote bytes are assembled into lines per stream, repaired as UTF-8 across chunk
+ * boundaries, sanitised and cut to at most `maxLineBytes` bytes per printed line (remote-lines.ts,
+ * on bytes: the streaming hot path; line-sanitizer.ts holds the same rules on strings).
+ *
+ * Printed bytes reach stdout in blocks: remote output collects until a block is full or the event
+ * loop turns (so a log is never more than one turn late), and is written as bytes, not strings. The
+ * group's own lines (header, window end, status) are handed over at once, in order with the rest.
  *
  * Line ends: `\n`, `\r\n` and a lone `\r` all end a line, exactly as the runner's reader does. A lone
  * `\r` (progress bars) therefore prints its fragments as separate lines rather than collapsing them:
@@ -11,18 +16,30 @@
  * of its own.
  */
 import { randomUUID } from 'node:crypto'
-import { TextDecoder } from 'node:util'
 import type { OutputSink } from '../providers/types.ts'
+import { ByteBlock } from './byte-block.ts'
 import { escapeCommandData } from './format.ts'
-import { createLineSanitizer, guardLeadingCommand, sanitizeLine, type LineSanitizer } from './line-sanitizer.ts'
+import { createLineSanitizer, guardLeadingCommand, sanitizeLine } from './line-sanitizer.ts'
+import { CONTINUATION_MARKER, LineState, LONGEST_UNIT_BYTES, RemoteLines } from './remote-lines.ts'
 
-/** Appended to every piece of a cut line except its last, so readers know the line continues. */
-export const CONTINUATION_MARKER = ' ↩'
+export { CONTINUATION_MARKER }
 
 const MARKER_BYTES = Buffer.byteLength(CONTINUATION_MARKER)
 /** The leading-command guard inserts one zero-width space (3 bytes) after the cut. */
 const GUARD_BYTES = 3
-const MIN_LINE_BYTES = 16
+/** A piece must hold the longest replacement (the redacted token) besides the guard and marker. */
+const MIN_LINE_BYTES = LONGEST_UNIT_BYTES + GUARD_BYTES + MARKER_BYTES
+/** Remote output handed to stdout in blocks of about this size (or sooner, see LogOutput). */
+const FLUSH_BYTES = 64 * 1024
+/** Room a block starts with: a full block and the lines of the write that filled it. */
+const BLOCK_BYTES = 2 * FLUSH_BYTES
+/**
+ * Backpressure from stdout: the producer waits while more than this is handed to stdout and not yet
+ * written, until it is down to STDOUT_LOW_WATER. Waiting only at Node's own mark (16 KiB, less than
+ * one block) would stop all work on the stream each time the reader of the pipe is behind by a block.
+ */
+const STDOUT_HIGH_WATER = 1024 * 1024
+const STDOUT_LOW_WATER = 256 * 1024
 /** Annotation messages are truncated by the runner at 4096 chars; we do it ourselves, visibly. */
 const ANNOTATION_MAX_CHARS = 4096
 
@@ -40,8 +57,9 @@ export interface RemoteLogOptions {
   /** Where log text goes; default: the action's stdout. Called once per batch of complete lines. */
   write?: (text: string) => void
   /**
-   * Backpressure of the destination: a promise while it is full. Defaults to waiting for stdout's
-   * 'drain' (on a pipe to a slow reader, writes queue in memory and are lost at process.exit).
+   * Backpressure of the destination: a promise while it is full. Defaults to waiting while more
+   * than a MiB of output is handed to stdout and not yet written (on a pipe to a slow reader,
+   * writes queue in memory).
    */
   ready?: () => Promise<void> | undefined
   /** Longest printed line in UTF-8 bytes, continuation marker included (default 4096). */
@@ -50,28 +68,6 @@ export interface RemoteLogOptions {
   tailLines?: number
   /** Source of stop-commands tokens (default: a random UUID without dashes). Injected in tests. */
   newToken?: () => string
-}
-
-const LINE_END = /\r\n?|\n/g
-
-function defaultWrite(text: string): void {
-  process.stdout.write(text)
-}
-
-/** Waits for stdout to drain when its buffer is full (also gives up waiting if it closes). */
-export function stdoutReady(): Promise<void> | undefined {
-  if (!process.stdout.writableNeedDrain) return undefined
-  return new Promise((resolve) => {
-    const done = (): void => {
-      process.stdout.off('drain', done)
-      process.stdout.off('close', done)
-      process.stdout.off('error', done)
-      resolve()
-    }
-    process.stdout.once('drain', done)
-    process.stdout.once('close', done)
-    process.stdout.once('error', done)
-  })
 }
 
 function defaultToken(): string {
@@ -84,7 +80,8 @@ function groupTitle(title: string): string {
 }
 
 /**
- * Cuts `text` into pieces of at most `budget` UTF-8 bytes, never inside a character. The fast path
+ * Cuts `text` into pieces of at most `budget` UTF-8 bytes, never inside a character (for lines the
+ * caller hands over as text; streamed output is cut on bytes by remote-lines.ts). The fast path
  * avoids encoding: a UTF-16 code unit is at most 3 UTF-8 bytes.
  */
 function splitByBytes(text: string, budget: number): string[] {
@@ -105,13 +102,9 @@ function splitByBytes(text: string, budget: number): string[] {
 }
 
 /** Writes the pieces of one sanitised line, with markers on all but the last, into `out`. */
-function pushPieces(pieces: readonly string[], markLast: boolean, out: string[], keep: (line: string) => void): void {
+function pushPieces(pieces: readonly string[], out: string[]): void {
   const last = pieces.length - 1
-  for (let i = 0; i <= last; i++) {
-    const piece = guardLeadingCommand(pieces[i] as string) + (i < last || markLast ? CONTINUATION_MARKER : '')
-    out.push(piece, '\n')
-    keep(piece)
-  }
+  for (let i = 0; i <= last; i++) out.push(guardLeadingCommand(pieces[i] as string), i < last ? `${CONTINUATION_MARKER}\n` : '\n')
 }
 
 function validateToken(token: string): string {
@@ -122,41 +115,152 @@ function validateToken(token: string): string {
   return token
 }
 
-/** Per-stream line assembly state. */
-interface StreamState {
-  readonly decoder: TextDecoder
-  /** Sanitised or raw text of the current unfinished line, joined only when needed. */
-  pending: string[]
-  pendingLength: number
-  /** The last text ended in `\r`; a `\n` starting the next text belongs to the same line end. */
-  afterCR: boolean
+/**
+ * Where printed bytes go, in order. To the action's stdout (the default) remote output is handed
+ * over in blocks: when a block is full, or at the next turn of the event loop, so that a stream of
+ * small events costs a few large writes instead of one per event. A caller's text writer (tests,
+ * one-off reports) gets every batch at once, decoded.
+ */
+/** Outputs holding remote output that waits for the next turn of the event loop. */
+const unflushed = new Set<LogOutput>()
+/** Logs with a group (and its stop-commands window) open. */
+const openLogs = new Set<RemoteLog>()
+
+/**
+ * For an exit that comes while a group is open or before the next turn of the event loop (a second
+ * signal, the grace period of a cancel running out): ends every open group, so its window is closed
+ * and the lines waiting for it (see {@link RemoteLog.afterWindow}) are printed where the runner reads
+ * them, and hands every block of remote output still waiting to stdout, so the end of the log is kept.
+ */
+export function closeLogsForExit(): void {
+  for (const log of openLogs) log.endOpenGroup('(output interrupted: the action is exiting)')
+  for (const output of unflushed) output.flush()
 }
 
-/** The last N printed lines, kept without shifting arrays on the hot path. */
-class RingBuffer {
-  readonly #lines: string[] = []
+class LogOutput {
+  readonly block = new ByteBlock(BLOCK_BYTES)
+  /** Called with a buffer before it is handed over (and later reused): keep no view into it. */
+  beforeHandOver: ((owner: Buffer) => void) | undefined
+  readonly #write: ((text: string) => void) | undefined
+  /** Bytes handed to stdout that it has not written yet, and producers waiting for them. */
+  #inFlight = 0
+  #waiting: (() => void)[] = []
+  #scheduled = false
+  readonly #flushLater = (): void => {
+    this.#scheduled = false
+    this.flush()
+  }
+
+  constructor(write: ((text: string) => void) | undefined) {
+    this.#write = write
+  }
+
+  /** Trusted text of the action's own, handed over at once (after whatever came before it). */
+  text(value: string): void {
+    this.block.text(value)
+    this.flush()
+  }
+
+  /** Remote output was added to the block. */
+  added(): void {
+    if (this.#write !== undefined || this.block.length >= FLUSH_BYTES) this.flush()
+    else if (!this.#scheduled && this.block.length > 0) {
+      this.#scheduled = true
+      unflushed.add(this)
+      setImmediate(this.#flushLater)
+    }
+  }
+
+  flush(): void {
+    unflushed.delete(this)
+    if (this.block.length === 0) return
+    const { bytes, owner } = this.block.take()
+    this.beforeHandOver?.(owner)
+    if (this.#write !== undefined) {
+      this.#write(bytes.toString('utf8'))
+      this.block.recycle(owner)
+    } else {
+      this.#inFlight += bytes.length
+      process.stdout.write(bytes, () => this.#written(bytes.length, owner))
+    }
+  }
+
+  /** A promise while stdout is too far behind (see STDOUT_HIGH_WATER). */
+  ready(): Promise<void> | undefined {
+    if (this.#inFlight <= STDOUT_HIGH_WATER) return undefined
+    return new Promise((resolve) => this.#waiting.push(resolve))
+  }
+
+  /** Also called when stdout failed or closed: then nothing is in flight any more either. */
+  #written(length: number, owner: Buffer): void {
+    this.#inFlight -= length
+    this.block.recycle(owner)
+    if (this.#inFlight > STDOUT_LOW_WATER || this.#waiting.length === 0) return
+    const waiting = this.#waiting
+    this.#waiting = []
+    for (const resolve of waiting) resolve()
+  }
+}
+
+/**
+ * The last N printed lines: views of the output blocks they were printed from while a block is
+ * being filled, copied out when the block is handed over (it is reused afterwards), and turned into
+ * text only when asked for.
+ */
+class TailLines {
+  readonly #buffers: Buffer[] = []
+  readonly #starts: number[] = []
+  readonly #ends: number[] = []
   readonly #capacity: number
   #next = 0
+  #size = 0
 
   constructor(capacity: number) {
     this.#capacity = capacity
   }
 
-  push(line: string): void {
+  readonly record = (buf: Buffer, start: number, end: number): void => {
     if (this.#capacity === 0) return
-    if (this.#lines.length < this.#capacity) this.#lines.push(line)
-    else this.#lines[this.#next] = line
+    this.#buffers[this.#next] = buf
+    this.#starts[this.#next] = start
+    this.#ends[this.#next] = end
     this.#next = (this.#next + 1) % this.#capacity
+    if (this.#size < this.#capacity) this.#size++
+  }
+
+  /** Copies the lines that are views of `owner` into a buffer of their own. */
+  readonly detach = (owner: Buffer): void => {
+    const slots: number[] = []
+    let total = 0
+    for (let k = 0; k < this.#size; k++) {
+      if (this.#buffers[k] !== owner) continue
+      slots.push(k)
+      total += (this.#ends[k] as number) - (this.#starts[k] as number)
+    }
+    if (slots.length === 0) return
+    const copy = Buffer.allocUnsafe(total)
+    let at = 0
+    for (const k of slots) {
+      const start = at
+      at += (this.#buffers[k] as Buffer).copy(copy, at, this.#starts[k], this.#ends[k])
+      this.#buffers[k] = copy
+      this.#starts[k] = start
+      this.#ends[k] = at
+    }
   }
 
   toArray(): string[] {
-    if (this.#lines.length < this.#capacity) return this.#lines.slice()
-    return [...this.#lines.slice(this.#next), ...this.#lines.slice(0, this.#next)]
+    const lines: string[] = []
+    for (let k = this.#size; k > 0; k--) {
+      const at = (this.#next - k + this.#capacity) % this.#capacity
+      lines.push((this.#buffers[at] as Buffer).toString('utf8', this.#starts[at], this.#ends[at]))
+    }
+    return lines
   }
 }
 
 interface GroupSettings {
-  readonly write: (text: string) => void
+  readonly output: LogOutput
   readonly ready: () => Promise<void> | undefined
   readonly maxLineBytes: number
   readonly tailLines: number
@@ -170,26 +274,30 @@ interface GroupSettings {
  * ignored: they could only be printed outside the window.
  */
 export class RemoteLogGroup implements OutputSink {
-  readonly #write: (text: string) => void
+  readonly #output: LogOutput
   readonly #ready: () => Promise<void> | undefined
   readonly #token: string
-  readonly #sanitize: LineSanitizer
-  readonly #budget: number
-  readonly #tail: RingBuffer
+  readonly #lines: RemoteLines
+  readonly #tail: TailLines
   readonly #onEnd: (group: RemoteLogGroup) => void
-  readonly #streams = new Map<'stdout' | 'stderr', StreamState>()
+  readonly #streams = { stdout: new LineState(), stderr: new LineState() }
+  /** The action's own lines among the remote output go through the same writer, as lines of their own. */
+  readonly #notes = new LineState()
   #ended = false
-  readonly #keep = (line: string): void => this.#tail.push(line)
 
   /** @internal Use {@link RemoteLog.open}. */
   constructor(settings: GroupSettings) {
-    this.#write = settings.write
+    this.#output = settings.output
     this.#ready = settings.ready
     this.#token = settings.token
-    this.#sanitize = createLineSanitizer(settings.token)
-    this.#budget = settings.maxLineBytes - MARKER_BYTES - GUARD_BYTES
-    this.#tail = new RingBuffer(settings.tailLines)
+    this.#tail = new TailLines(settings.tailLines)
+    this.#lines = new RemoteLines(settings.output.block, {
+      budget: settings.maxLineBytes - MARKER_BYTES - GUARD_BYTES,
+      token: settings.token,
+      onPiece: this.#tail.record,
+    })
     this.#onEnd = settings.onEnd
+    settings.output.beforeHandOver = this.#tail.detach
   }
 
   get ended(): boolean {
@@ -202,12 +310,8 @@ export class RemoteLogGroup implements OutputSink {
 
   write(stream: 'stdout' | 'stderr', chunk: Uint8Array): void {
     if (this.#ended || chunk.length === 0) return
-    const state = this.#state(stream)
-    const text = state.decoder.decode(chunk, { stream: true })
-    if (text.length === 0) return
-    const out: string[] = []
-    this.#consume(state, text, out)
-    if (out.length > 0) this.#write(out.join(''))
+    this.#lines.write(this.#streams[stream], chunk)
+    this.#output.added()
   }
 
   /**
@@ -216,9 +320,8 @@ export class RemoteLogGroup implements OutputSink {
    */
   note(text: string): void {
     if (this.#ended) return
-    const out: string[] = []
-    pushPieces(splitByBytes(this.#sanitize(text.replace(/[\r\n]+/g, ' ')), this.#budget), false, out, this.#keep)
-    this.#write(out.join(''))
+    this.#lines.write(this.#notes, Buffer.from(`${text.replace(/[\r\n]+/g, ' ')}\n`))
+    this.#output.added()
   }
 
   /**
@@ -228,79 +331,19 @@ export class RemoteLogGroup implements OutputSink {
   end(status: string): void {
     if (this.#ended) return
     this.#ended = true
-    const out: string[] = []
     // Unfinished lines are flushed stdout first, then stderr: they have no completion order.
-    for (const name of ['stdout', 'stderr'] as const) {
-      const state = this.#streams.get(name)
-      if (state === undefined) continue
-      // A final decode turns a truncated trailing character into U+FFFD instead of dropping it.
-      const rest = state.decoder.decode()
-      if (rest.length > 0) this.#consume(state, rest, out)
-      if (state.pending.length > 0) {
-        const line = this.#sanitize(state.pending.join(''))
-        state.pending = []
-        state.pendingLength = 0
-        pushPieces(splitByBytes(line, this.#budget), false, out, this.#keep)
-      }
-    }
-    out.push(`::${this.#token}::\n`, '::endgroup::\n')
+    this.#lines.finish(this.#streams.stdout)
+    this.#lines.finish(this.#streams.stderr)
     const statusLine = sanitizeLine(status)
-    if (statusLine.length > 0) out.push(statusLine, '\n')
-    this.#write(out.join(''))
+    this.#output.text(`::${this.#token}::\n::endgroup::\n${statusLine.length > 0 ? `${statusLine}\n` : ''}`)
+    // That flush copied the last views of the tail: it outlives the group (failure reports) on copies.
+    if (this.#output.beforeHandOver === this.#tail.detach) this.#output.beforeHandOver = undefined
     this.#onEnd(this)
   }
 
   /** The last printed (sanitised) lines of both streams, in the order they were printed. */
   tail(): string[] {
     return this.#tail.toArray()
-  }
-
-  #state(stream: 'stdout' | 'stderr'): StreamState {
-    let state = this.#streams.get(stream)
-    if (state === undefined) {
-      // fatal: false — invalid bytes become U+FFFD; the runner log is text, not bytes.
-      state = { decoder: new TextDecoder('utf-8', { fatal: false }), pending: [], pendingLength: 0, afterCR: false }
-      this.#streams.set(stream, state)
-    }
-    return state
-  }
-
-  #consume(state: StreamState, text: string, out: string[]): void {
-    let start = 0
-    if (state.afterCR) {
-      state.afterCR = false
-      if (text.charCodeAt(0) === 0x0a) start = 1
-    }
-    LINE_END.lastIndex = start
-    for (let match = LINE_END.exec(text); match !== null; match = LINE_END.exec(text)) {
-      let line = text.slice(start, match.index)
-      if (state.pending.length > 0) {
-        state.pending.push(line)
-        line = state.pending.join('')
-        state.pending = []
-        state.pendingLength = 0
-      }
-      pushPieces(splitByBytes(this.#sanitize(line), this.#budget), false, out, this.#keep)
-      start = match.index + match[0].length
-      if (start === text.length && match[0] === '\r') state.afterCR = true
-    }
-    if (start < text.length) {
-      const rest = start === 0 ? text : text.slice(start)
-      state.pending.push(rest)
-      state.pendingLength += rest.length
-      // Bound memory (and the runner's line length) for output that never ends a line.
-      if (state.pendingLength * 3 > this.#budget) this.#flushLongPending(state, out)
-    }
-  }
-
-  /** Prints the full-size pieces of an over-long unfinished line and keeps only the remainder. */
-  #flushLongPending(state: StreamState, out: string[]): void {
-    // Sanitising the joined text (not each chunk) catches `##[` or the token split across chunks.
-    const pieces = splitByBytes(this.#sanitize(state.pending.join('')), this.#budget)
-    const remainder = pieces.pop() as string
-    if (pieces.length > 0) pushPieces(pieces, true, out, this.#keep)
-    state.pending = [remainder]
-    state.pendingLength = remainder.length
   }
 }
 
@@ -312,17 +355,19 @@ export class RemoteLogGroup implements OutputSink {
  * may be open: call {@link endOpenGroup} on every exit path that can interrupt a stream.
  */
 export class RemoteLog {
-  readonly #write: (text: string) => void
+  readonly #output: LogOutput
   readonly #ready: () => Promise<void> | undefined
   readonly #maxLineBytes: number
   readonly #tailLines: number
   readonly #newToken: () => string
   #open: RemoteLogGroup | null = null
+  /** Lines of the action's own that wait for the open window to close. */
+  #afterWindow: (() => void)[] = []
 
   constructor(options: RemoteLogOptions = {}) {
-    this.#write = options.write ?? defaultWrite
+    this.#output = new LogOutput(options.write)
     // A custom writer without its own backpressure is taken to be always ready.
-    this.#ready = options.ready ?? (options.write ? () => undefined : stdoutReady)
+    this.#ready = options.ready ?? (options.write ? () => undefined : () => this.#output.ready())
     this.#maxLineBytes = options.maxLineBytes ?? 4096
     this.#tailLines = options.tailLines ?? 30
     this.#newToken = options.newToken ?? defaultToken
@@ -342,23 +387,43 @@ export class RemoteLog {
     this.endOpenGroup('(output interrupted: another group was opened)')
     const token = validateToken(this.#newToken())
     const group = new RemoteLogGroup({
-      write: this.#write,
+      output: this.#output,
       ready: this.#ready,
       maxLineBytes: this.#maxLineBytes,
       tailLines: this.#tailLines,
       token,
       onEnd: (ended) => {
-        if (this.#open === ended) this.#open = null
+        if (this.#open !== ended) return
+        this.#open = null
+        openLogs.delete(this)
+        const waiting = this.#afterWindow
+        this.#afterWindow = []
+        for (const print of waiting) print()
       },
     })
     this.#open = group
-    this.#write(`::group::${groupTitle(title)}\n::stop-commands::${token}\n`)
+    openLogs.add(this)
+    this.#output.text(`::group::${groupTitle(title)}\n::stop-commands::${token}\n`)
     return group
   }
 
   /** Ends the open group, if any, so that workflow commands are processed again. */
   endOpenGroup(status: string): void {
     this.#open?.end(status)
+  }
+
+  /**
+   * Runs `print`, which writes lines of the action's own (core.info, core.warning) from code that
+   * does not know about groups, such as a signal handler or a cancel that ends: at once when no
+   * group is open, else right after the open group has ended (after its status line). Written into
+   * an open window, such a line would be inert if it were a command (a warning would be lost), and it
+   * could fall between the pieces of a remote line cut at the byte limit, which a reader joins by
+   * their continuation markers. A window closes soon after a signal (the main flow is aborted), and
+   * at the latest when the process exits ({@link closeLogsForExit}).
+   */
+  afterWindow(print: () => void): void {
+    if (this.#open === null) print()
+    else this.#afterWindow.push(print)
   }
 
   /**
@@ -378,10 +443,9 @@ export class RemoteLog {
       const budget = this.#maxLineBytes - MARKER_BYTES - GUARD_BYTES
       const noun = lines.length === 1 ? 'line' : 'lines'
       const out: string[] = [`Last ${lines.length} ${noun} of output:\n`, `::stop-commands::${token}\n`]
-      const ignore = (): void => {}
-      for (const line of lines) pushPieces(splitByBytes(sanitize(line), budget), false, out, ignore)
+      for (const line of lines) pushPieces(splitByBytes(sanitize(line), budget), out)
       out.push(`::${token}::\n`)
-      this.#write(out.join(''))
+      this.#output.text(out.join(''))
     }
     return annotationMessage(message)
   }

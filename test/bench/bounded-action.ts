@@ -105,3 +105,21 @@ function kib(status: string, field: string): number | undefined {
   const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)
   return match ? Number(match[1]) * 1024 : undefined
 }
+
+/**
+ * CPU time (user + system) a process has used so far, in ms, from /proc/<pid>/stat (clock ticks of
+ * 10 ms); undefined once the process is gone. On a shared machine, CPU per MB says more about the
+ * code than wall time does.
+ */
+export function cpuTimeMs(pid: number): number | undefined {
+  let stat: string
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  } catch {
+    return undefined
+  }
+  // The command name (field 2) may hold spaces; the fields after its closing parenthesis do not.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  const ticks = Number(fields[11]) + Number(fields[12])
+  return Number.isFinite(ticks) ? ticks * 10 : undefined
+}

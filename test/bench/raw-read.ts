@@ -1,7 +1,8 @@
 /**
- * The yardstick for streaming: one plain HTTP read of an operation's retained event log, gunzipped
- * and counted, with no SSE parsing and nothing printed. Whatever the action does on top of this
- * (parsing, decoding, line assembly, sanitising, writing to its stdout) shows up as the difference.
+ * The yardstick for streaming: one plain HTTP read of an operation's event stream (the request the
+ * action makes), gunzipped and counted, with no SSE parsing and nothing printed. Whatever the action
+ * does on top of this (parsing, decoding, line assembly, sanitising, writing to its stdout) shows up
+ * as the difference. The bench runs it in a process of its own (raw-read-process.ts).
  */
 import { request } from 'node:http'
 import { createGunzip } from 'node:zlib'
@@ -16,7 +17,7 @@ export interface RawRead {
 }
 
 export function readEventLog(baseUrl: string, token: string, operationId: string, deadlineMs: number): Promise<RawRead> {
-  const url = new URL(`${baseUrl}/v1/operations/${encodeURIComponent(operationId)}/events`)
+  const url = new URL(`${baseUrl}/v1/operations/${encodeURIComponent(operationId)}/events?follow=1`)
   return new Promise((resolve, reject) => {
     const started = performance.now()
     let wireBytes = 0

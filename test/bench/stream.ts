@@ -1,181 +1,241 @@
 /**
- * Figures 1 and 4: how fast remote output flows through the whole action into its stdout (against a
- * raw read of the same event log in the same run), and how much memory the action needs for it.
+ * Figures 1 and 4: how fast remote output flows through the whole action into its stdout, against
+ * the real limit, and how much memory the action needs for it.
+ *
+ * The yardstick is fair: the replay server (replay-server.ts) runs in its own process and serves a
+ * pre-built, pre-compressed event stream from memory; the raw read (`node:http` + gunzip, counting
+ * bytes, nothing printed) runs in another process against the same server and the same stream; the
+ * action runs as the runner runs it, and what it printed is checked byte for byte (printed-check.ts).
+ * Rounds alternate which of the two goes first, and the median of the per-round ratios is reported.
  */
-import type { ContreeEmulator } from '../emulator/contree/types.ts'
-import { requireSuccess, startBounded, tail, watchMemory, type MemoryPeak } from './bounded-action.ts'
-import { baseInputs, TOKEN, withEmulator } from './emulators.ts'
-import { GroupClock } from './group-clock.ts'
-import { readEventLog, type RawRead } from './raw-read.ts'
-import { describeError, emit, emitError, MB, progress, round } from './report.ts'
+import { spawn } from 'node:child_process'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { TOKEN } from './emulators.ts'
+import { expectedPrinted, generatePayload, PAYLOADS, type PayloadKind } from './payloads.ts'
+import { checkPrinted, type PrintedCheck } from './printed-check.ts'
+import type { RawRead } from './raw-read.ts'
+import { ReplayProcess, type LoadedOperation } from './replay-client.ts'
+import { describeError, emit, emitError, MB, median, progress, round } from './report.ts'
+import { runStreamingAction, type StreamedAction } from './stream-action.ts'
 
-/** A 64-character line: printable ASCII, so remote bytes and stdout characters are the same count. */
-const LINE = 'streaming benchmark line 0123456789 abcdefghijklmnopqrstuvwxyz.'
+const RAW_READ_ENTRY = path.join(path.dirname(fileURLToPath(import.meta.url)), 'raw-read-process.ts')
 
-interface StreamRun {
-  operationId: string
-  /** Remote stdout bytes as the action tallied them (its debug line), else the characters we saw. */
-  payloadBytes: number
-  bodyChars: number
-  actionMs: number
-  memory: MemoryPeak
-  tallyLine: string | undefined
+export const EVENT_SIZES = [
+  { label: '1KiB', bytes: 1024 },
+  { label: '64KiB', bytes: 64 * 1024 },
+] as const
+
+const ACTION_DEADLINE_MS = 240_000
+const GOAL = '>= 0.8 (action MB/s ÷ raw read MB/s of the same stream, each in its own process)'
+
+interface RawReadResult extends RawRead {
+  cpuMs: number
 }
 
-async function streamThroughAction(emulator: ContreeEmulator, bytes: number): Promise<StreamRun> {
-  const run = startBounded(
-    {
-      inputs: baseInputs(emulator, { run: `yes '${LINE}' | head -c ${bytes}`, disposable: 'true', timeout: '300' }),
-      env: { RUNNER_DEBUG: '1' },
-    },
-    240_000,
-  )
-  const clock = new GroupClock()
-  run.action.child.stdout?.on('data', (chunk: string) => clock.push(chunk))
-  const memory = watchMemory(run.action.child.pid ?? -1)
-  let peak: MemoryPeak
-  let result
-  try {
-    result = await run.done
-  } finally {
-    peak = memory.stop()
-  }
-  requireSuccess(result, `streaming ${bytes / MB} MB`)
-  if (!clock.complete || clock.firstByteAt === undefined || clock.endGroupAt === undefined) {
-    throw new Error(`could not find the Run group's output in the action's stdout (${clock.describe()}); stdout tail: ${tail(result.stdout, 400)}`)
-  }
-  const operationId = result.outputs['operation-uuid'] ?? emulator.operations().at(-1)?.uuid
-  if (operationId === undefined || operationId === '') throw new Error('no operation-uuid output and no operation in the emulator')
-  const tallyLine = /Remote output of operation [^\n]*/.exec(result.stdout.slice(-65_536))?.[0]
-  const tallied = tallyLine === undefined ? undefined : /stdout: (\d+) bytes/.exec(tallyLine)?.[1]
-  return {
-    operationId,
-    payloadBytes: tallied === undefined ? clock.bodyChars : Number(tallied),
-    bodyChars: clock.bodyChars,
-    actionMs: clock.endGroupAt - clock.firstByteAt,
-    memory: peak,
-    tallyLine,
-  }
-}
-
-interface RoundResult {
-  run: StreamRun
-  raw: RawRead
-  actionMbps: number
-  rawMbps: number
-  ratio: number
-}
-
-/** One action run and, right after it, a raw read of the same operation's event log. */
-async function throughputRound(bytes: number): Promise<RoundResult> {
-  // A fresh emulator per round: the in-process emulator retains each operation's whole output.
-  return withEmulator(async (emulator) => {
-    const run = await streamThroughAction(emulator, bytes)
-    const raw = await readEventLog(emulator.url, TOKEN, run.operationId, 120_000)
-    // Both rates over the same payload (the remote output), so the ratio is raw time ÷ action time.
-    const actionMbps = run.payloadBytes / MB / (run.actionMs / 1000)
-    const rawMbps = run.payloadBytes / MB / (raw.ms / 1000)
-    progress(`stream: action ${Math.round(run.actionMs)} ms, raw read ${Math.round(raw.ms)} ms; ${run.tallyLine?.slice(0, 110) ?? 'no debug tally line'}`)
-    return { run, raw, actionMbps, rawMbps, ratio: actionMbps / rawMbps }
+function rawReadInOwnProcess(url: string, operationId: string): Promise<RawReadResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [RAW_READ_ENTRY, url, TOKEN, operationId], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    let err = ''
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk))
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (err += chunk))
+    child.once('error', reject)
+    child.once('close', (code) => {
+      if (code === 0) resolve(JSON.parse(out) as RawReadResult)
+      else reject(new Error(`raw read exited ${code}: ${err.trim().slice(0, 400)}`))
+    })
   })
 }
 
-/**
- * Three rounds, each pairing an action run with a raw read in the same emulator, and the median
- * round is reported: on a small shared machine a single pair swings by ±30 %.
- */
-export async function streamThroughput(bytes = 100 * MB, rounds = 3): Promise<void> {
-  const figure = 'stream.throughput_ratio'
-  const goal = '>= 0.5 (action MB/s ÷ raw event-log read MB/s, same operation)'
-  try {
-    const results: RoundResult[] = []
-    const errors: string[] = []
-    const started = Date.now()
-    for (let i = 0; i < rounds && Date.now() - started < 120_000; i++) {
-      progress(`stream: round ${i + 1}/${rounds}, the action streams ${bytes / MB} MB`)
-      try {
-        results.push(await throughputRound(bytes))
-      } catch (error) {
-        // A failed round is a finding in itself; the others still give a figure.
-        errors.push(`round ${i + 1}: ${describeError(error)}`)
-        progress(`stream: round ${i + 1} failed: ${describeError(error)}`)
-      }
-    }
-    const middle = [...results].sort((a, b) => a.ratio - b.ratio)[Math.floor((results.length - 1) / 2)]
-    if (middle === undefined) throw new Error(errors.join('; ') || 'no round completed')
-    const { run, raw } = middle
-    const common = {
-      payload_bytes: run.payloadBytes,
-      rounds: results.length,
-      round_reported: 'median ratio',
-      ...(errors.length > 0 ? { failed_rounds: errors } : {}),
-    }
-    emit({
-      figure: 'stream.action_throughput',
-      value: round(middle.actionMbps, 1),
-      unit: 'MB/s',
-      goal: 'informational (see stream.throughput_ratio)',
-      ms: Math.round(run.actionMs),
-      all_rounds_mbps: results.map((r) => round(r.actionMbps, 1)),
-      stdout_body_chars: run.bodyChars,
-      peak_rss_mb: round(Math.max(run.memory.maxRssBytes, run.memory.hwmBytes) / MB, 1),
-      timed: 'first remote byte in stdout → ::endgroup::',
-      ...common,
-    })
-    emit({
-      figure: 'stream.raw_read_throughput',
-      value: round(middle.rawMbps, 1),
-      unit: 'MB/s',
-      goal: 'informational (yardstick: GET …/events, gunzip, count)',
-      ms: Math.round(raw.ms),
-      all_rounds_mbps: results.map((r) => round(r.rawMbps, 1)),
-      sse_bytes: raw.sseBytes,
-      wire_bytes: raw.wireBytes,
-      sse_mbps: round(raw.sseBytes / MB / (raw.ms / 1000), 1),
-      ...common,
-    })
-    emit({
-      figure,
-      value: round(middle.ratio),
-      unit: 'ratio',
-      goal,
-      all_rounds: results.map((r) => round(r.ratio)),
-      ...(errors.length > 0 ? { failed_rounds: errors } : {}),
-      action_mbps: round(middle.actionMbps, 1),
-      raw_mbps: round(middle.rawMbps, 1),
-    })
-  } catch (error) {
-    emitError(figure, 'ratio', goal, error)
+function actionInputs(replay: ReplayProcess): Record<string, string> {
+  return { 'api-url': replay.url, token: TOKEN, image: 'tag:busybox:latest', run: 'replay', disposable: 'true', timeout: '300' }
+}
+
+interface ActionRun {
+  run: StreamedAction
+  ms: number
+  check: PrintedCheck
+  /** Events requests the action made (1 unless it had to resume), and the server's CPU share. */
+  eventsRequests: number
+  serverCpuShare: number | undefined
+}
+
+async function actionRun(replay: ReplayProcess, expected: Buffer): Promise<ActionRun> {
+  await replay.resetStats()
+  const run = await runStreamingAction(actionInputs(replay), ACTION_DEADLINE_MS)
+  const window = run.stdout.subarray(run.window?.start ?? 0, run.window?.end ?? 0)
+  const stats = await replay.stats()
+  const stream = stats.streams[0]
+  return {
+    run,
+    ms: (run.endGroupAt ?? 0) - (run.firstByteAt ?? 0),
+    check: checkPrinted(window, expected),
+    eventsRequests: stats.requests.filter((request) => request.path.endsWith('/events')).length,
+    serverCpuShare: stream === undefined ? undefined : stream.cpuMs / stream.ms,
   }
 }
 
+interface Round {
+  action: ActionRun
+  raw: RawReadResult
+  ratio: number
+}
+
+async function throughputRound(replay: ReplayProcess, loaded: LoadedOperation, expected: Buffer, rawFirst: boolean): Promise<Round> {
+  let raw: RawReadResult | undefined
+  if (rawFirst) raw = await rawReadInOwnProcess(replay.url, loaded.operationId)
+  const action = await actionRun(replay, expected)
+  raw ??= await rawReadInOwnProcess(replay.url, loaded.operationId)
+  // Both rates are over the same payload, so the ratio is raw time ÷ action time.
+  return { action, raw, ratio: raw.ms / action.ms }
+}
+
+function mbps(bytes: number, ms: number): number {
+  return bytes / MB / (ms / 1000)
+}
+
+async function combination(replay: ReplayProcess, payload: PayloadKind, eventBytes: number, label: string, bytes: number, rounds: number): Promise<number | undefined> {
+  const figure = `stream.throughput_ratio.${payload}.${label}`
+  try {
+    progress(`stream: ${payload}, ${label} events: building ${bytes / MB} MB of events in the replay server`)
+    const loaded = await replay.load(payload, eventBytes, bytes)
+    const expected = expectedPrinted(generatePayload(payload, bytes))
+    const results: Round[] = []
+    const errors: string[] = []
+    for (let i = 0; i < rounds; i++) {
+      try {
+        const result = await throughputRound(replay, loaded, expected, i % 2 === 1)
+        if (!result.action.check.ok) throw new Error(`printed output is wrong: ${result.action.check.difference}`)
+        results.push(result)
+        progress(
+          `stream: ${payload}/${label} round ${i + 1}: action ${Math.round(result.action.ms)} ms, raw ${Math.round(result.raw.ms)} ms, ratio ${round(result.ratio)}, rss ${round(peakMb(result.action.run), 1)} MB`,
+        )
+      } catch (error) {
+        errors.push(`round ${i + 1}: ${describeError(error)}`)
+        progress(`stream: ${payload}/${label} round ${i + 1} failed: ${describeError(error)}`)
+      }
+    }
+    if (errors.length > 0 || results.length === 0) throw new Error(errors.join('; '))
+    const value = median(results.map((r) => r.ratio))
+    const check = (results[0] as Round).action.check
+    emit({
+      figure,
+      value: round(value),
+      unit: 'ratio',
+      goal: GOAL,
+      action_mbps: round(median(results.map((r) => mbps(bytes, r.action.ms))), 1),
+      raw_mbps: round(median(results.map((r) => mbps(bytes, r.raw.ms))), 1),
+      all_rounds: results.map((r) => round(r.ratio)),
+      action_ms: results.map((r) => Math.round(r.action.ms)),
+      raw_ms: results.map((r) => Math.round(r.raw.ms)),
+      // CPU time of each process over the same stretch: less sensitive to a busy machine than wall time.
+      action_cpu_ms: results.map((r) => r.action.run.streamCpuMs ?? null),
+      raw_cpu_ms: results.map((r) => Math.round(r.raw.cpuMs)),
+      peak_rss_mb: round(Math.max(...results.map((r) => peakMb(r.action.run))), 1),
+      printed: `byte-exact in every round (${check.printedChars} characters for ${check.expectedChars} expected, ${check.printedLines} printed lines)`,
+      payload_bytes: bytes,
+      stdout_events: loaded.stdoutEvents,
+      sse_bytes: loaded.sseBytes,
+      wire_bytes: loaded.wireBytes,
+      events_requests: results.map((r) => r.action.eventsRequests),
+      server_cpu_share: results.map((r) => (r.action.serverCpuShare === undefined ? null : round(r.action.serverCpuShare, 2))),
+      timed: 'action: first remote byte in stdout → ::endgroup::; raw: request → end of gunzipped body',
+    })
+    return value
+  } catch (error) {
+    emitError(figure, 'ratio', GOAL, error)
+    return undefined
+  }
+}
+
+function peakMb(run: StreamedAction): number {
+  return Math.max(run.memory.maxRssBytes, run.memory.hwmBytes) / MB
+}
+
+function machineLoad(): string {
+  const [one, five] = os.loadavg()
+  return `load average ${round(one ?? 0, 2)} (1 min), ${round(five ?? 0, 2)} (5 min) on ${os.availableParallelism()} cores`
+}
+
+export interface StreamOptions {
+  bytes?: number
+  rounds?: number
+  /** Only these payloads / event size labels (default: all). */
+  payloads?: readonly string[] | undefined
+  eventSizes?: readonly string[] | undefined
+}
+
+/** One figure per payload × event size, then the worst of them under the old figure's name. */
+export async function streamThroughput(options: StreamOptions = {}): Promise<void> {
+  const bytes = options.bytes ?? 100 * MB
+  const rounds = options.rounds ?? 3
+  const payloads = PAYLOADS.filter((payload) => options.payloads?.includes(payload) ?? true)
+  const sizes = EVENT_SIZES.filter((size) => options.eventSizes?.includes(size.label) ?? true)
+  const loadBefore = machineLoad()
+  let replay: ReplayProcess | undefined
+  try {
+    if (payloads.length === 0 || sizes.length === 0) throw new Error(`no payload or event size selected (payloads: ${PAYLOADS.join(', ')}; sizes: ${EVENT_SIZES.map((s) => s.label).join(', ')})`)
+    replay = await ReplayProcess.start(TOKEN)
+    const ratios: Record<string, number | null> = {}
+    for (const payload of payloads) {
+      for (const size of sizes) {
+        ratios[`${payload}.${size.label}`] = (await combination(replay, payload, size.bytes, size.label, bytes, rounds)) ?? null
+      }
+    }
+    const measured = Object.values(ratios).filter((value): value is number => value !== null)
+    emit({
+      figure: 'stream.throughput_ratio',
+      value: measured.length === 0 ? null : round(Math.min(...measured)),
+      unit: 'ratio (worst payload)',
+      goal: GOAL,
+      by_payload: ratios,
+      machine: `before: ${loadBefore}; after: ${machineLoad()}`,
+    })
+  } catch (error) {
+    emitError('stream.throughput_ratio', 'ratio', GOAL, error)
+  } finally {
+    await replay?.stop()
+  }
+}
+
+/** Peak RSS of the action for growing outputs of the issue's shape (short lines in 64 KiB events). */
 export async function streamMemory(sizes: readonly number[] = [50 * MB, 100 * MB, 200 * MB]): Promise<void> {
   const goal = '<= 150 MB and flat as output grows'
   const peaks: { bytes: number; peakMb: number }[] = []
-  for (const bytes of sizes) {
-    const figure = `rss.peak_${bytes / MB}MB`
-    try {
-      // A fresh emulator per size: the in-process emulator retains each operation's whole output.
-      const run = await withEmulator((emulator) => {
-        progress(`rss: action streams ${bytes / MB} MB`)
-        return streamThroughAction(emulator, bytes)
-      })
-      const peakBytes = Math.max(run.memory.maxRssBytes, run.memory.hwmBytes)
-      peaks.push({ bytes, peakMb: peakBytes / MB })
-      emit({
-        figure,
-        value: round(peakBytes / MB, 1),
-        unit: 'MB',
-        goal,
-        max_vmrss_mb: round(run.memory.maxRssBytes / MB, 1),
-        vmhwm_mb: round(run.memory.hwmBytes / MB, 1),
-        samples: run.memory.samples,
-        payload_bytes: run.payloadBytes,
-        stream_ms: Math.round(run.actionMs),
-      })
-    } catch (error) {
-      emitError(figure, 'MB', goal, error)
+  let replay: ReplayProcess | undefined
+  try {
+    replay = await ReplayProcess.start(TOKEN)
+    for (const bytes of sizes) {
+      const figure = `rss.peak_${bytes / MB}MB`
+      try {
+        progress(`rss: building ${bytes / MB} MB of events, then the action streams them`)
+        await replay.load('ascii-short', 64 * 1024, bytes)
+        const run = await actionRun(replay, expectedPrinted(generatePayload('ascii-short', bytes)))
+        if (!run.check.ok) throw new Error(`printed output is wrong: ${run.check.difference}`)
+        const peak = peakMb(run.run)
+        peaks.push({ bytes, peakMb: peak })
+        emit({
+          figure,
+          value: round(peak, 1),
+          unit: 'MB',
+          goal,
+          max_vmrss_mb: round(run.run.memory.maxRssBytes / MB, 1),
+          vmhwm_mb: round(run.run.memory.hwmBytes / MB, 1),
+          samples: run.run.memory.samples,
+          payload: 'ascii-short, 64 KiB events',
+          payload_bytes: bytes,
+          stream_ms: Math.round(run.ms),
+        })
+      } catch (error) {
+        emitError(figure, 'MB', goal, error)
+      }
     }
+  } catch (error) {
+    emitError('rss.peak', 'MB', goal, error)
+  } finally {
+    await replay?.stop()
   }
   const first = peaks[0]
   const last = peaks.at(-1)

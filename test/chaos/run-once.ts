@@ -18,7 +18,10 @@ const RUN_DEADLINE_MS = 120_000
 /** How long operations may take to end after the action did (a cancel is asynchronous; an orphan runs on). */
 const SETTLE_TIMEOUT_MS = 30_000
 const TERMINAL = new Set<OperationStatus>(['SUCCESS', 'FAILED', 'CANCELLED'])
-/** What the action prints first thing in its signal handler. */
+/**
+ * What the action's signal handler prints: at once, or when a run's window is open, as soon as the
+ * aborted run has closed it (a few ms later), so it still bounds when the signal was acknowledged.
+ */
 const SIGNAL_ACK = /Received SIG(INT|TERM)/
 
 export interface SignalRecord {

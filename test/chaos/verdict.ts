@@ -95,11 +95,10 @@ export function judge(record: RunRecord): Verdict {
       const injected = count.filter((exchange) => exchange.fault !== undefined).length
       if (count.length > reached + injected) problems.push(`operation ${id}: DELETE sent ${count.length} times for ${injected} injected failure(s)`)
     }
-    // The action's own lines come out before the action's line cuts are joined: they can fall between
-    // the pieces of a cut remote line (seeds 234, 9004), which is reported as a bug of its own.
-    const remote = printedText(withoutCancellationLines(result.stdout))
-    if (remote !== undefined && !isPrefixOfPayload(remote, payload)) {
-      difference = firstDifference(payload, remote)
+    // The window holds remote text only: the signal's own lines wait for it to close (one that landed
+    // between the pieces of a cut line split that line for a reader: seeds 234, 9004).
+    if (printed !== undefined && !isPrefixOfPayload(printed, payload)) {
+      difference = firstDifference(payload, printed)
       problems.push(`the printed text is not a prefix of the payload: ${difference}`)
     }
   } else if (fatal !== undefined) {
@@ -196,18 +195,6 @@ function knownOperations(saved: readonly string[]): Map<string, string[]> {
  */
 export function swallowedCommands(stdout: string): string[] {
   return linesInsideStopCommands(stdout).filter((line) => line.trimStart().startsWith('::'))
-}
-
-/**
- * The action's own plain lines that a signal prints while the run's window is open (the handler does
- * not know about groups): they are not remote text, so they are left out before comparing. Known bug,
- * left to the log writer's owner: such a line can land between the pieces of a remote line the action
- * cut (after a piece ending in the continuation marker), splitting that line for a reader.
- */
-const CANCELLATION_LINE = /^(Received SIG(INT|TERM)\b.*|Cancelled \S+ \(operation [0-9a-f-]+\): .*)\n/gm
-
-function withoutCancellationLines(text: string): string {
-  return text.replace(CANCELLATION_LINE, '')
 }
 
 /** Where the token shows, if anywhere. The runner's own masking command is the one place it may be written. */

@@ -282,6 +282,21 @@ describe('cancellation', () => {
     expect(requestsTo('DELETE', /./)).toHaveLength(0)
   })
 
+  it('prints the signal\'s own lines after the run\'s window, never between the pieces of a cut line', async () => {
+    // One endless line: every printed piece of it ends in the continuation marker, and its rest is
+    // always still to come, so a line printed into the window at any moment would split it.
+    const action = startAction({ inputs: inputs({ run: "while :; do printf '%0500d' 0; sleep 0.05; done" }) })
+    await action.waitForStdout(/0 ↩\n/)
+    action.cancel()
+    const result = await action.done
+    expect(result.exitCode).not.toBe(0)
+    // The window holds the one line, whole once its pieces are joined (ended by the cancel).
+    expect(printedText(result.stdout)).toMatch(/^0{4000,}\n$/)
+    const afterGroup = result.stdout.slice(result.stdout.indexOf('::endgroup::', result.stdout.indexOf('::group::Run: ')))
+    expect(afterGroup).toMatch(/^::endgroup::\n[^\n]*\nReceived SIGINT: the job is being cancelled; cancelling 1 remote operation\(s\)\.\n/)
+    expect(afterGroup).toMatch(/\nCancelled run \(operation [0-9a-f-]+\): /)
+  })
+
   it('the post step cancels an operation main left running, and is idempotent', async () => {
     const action = startAction({ inputs: inputs({ run: 'echo ready-$((40+2)); sleep 60' }) })
     await action.waitForStdout(/ready-42/)

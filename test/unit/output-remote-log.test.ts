@@ -287,6 +287,44 @@ describe('RemoteLog line assembly', () => {
   })
 })
 
+describe('lines of the action\'s own from code that does not know about groups (afterWindow)', () => {
+  it('are printed at once when no group is open', () => {
+    const { log, writes } = harness()
+    log.afterWindow(() => writes.push('Received SIGINT\n'))
+    expect(writes.join('')).toBe('Received SIGINT\n')
+  })
+
+  it('wait for the open window and are printed after its group, never between the pieces of a cut line', () => {
+    const { log, writes, output, tokens } = harness({ maxLineBytes: 40 })
+    const group = log.open('Run: x')
+    // A line longer than a piece, still unfinished: pieces ending in the marker are out, its rest is not.
+    group.write('stdout', enc.encode('y'.repeat(100)))
+    expect(output()).toContain(CONTINUATION_MARKER)
+    log.afterWindow(() => writes.push('Received SIGINT: the job is being cancelled\n'))
+    log.afterWindow(() => writes.push('::warning::Could not cancel run\n'))
+    group.write('stdout', enc.encode('z\n'))
+    expect(output()).not.toContain('Received SIGINT')
+    group.end('✗ run: cancelled by SIGINT')
+    const sim = simulateRunner(output())
+    // The warning is a command the runner runs, after the window and its group.
+    expect(sim.commands.map((c) => c.name)).toEqual(['group', 'stop-commands', tokens[0], 'endgroup', 'warning'])
+    expect(output().endsWith('::endgroup::\n✗ run: cancelled by SIGINT\nReceived SIGINT: the job is being cancelled\n::warning::Could not cancel run\n')).toBe(true)
+    // The cut line rebuilds whole.
+    const rebuilt = windowLines(output())
+      .map((line) => (line.endsWith(CONTINUATION_MARKER) ? line.slice(0, -CONTINUATION_MARKER.length) : `${line}\n`))
+      .join('')
+    expect(rebuilt).toBe(`${'y'.repeat(100)}z\n`)
+  })
+
+  it('raised while a group is open are printed when another group replaces it, before the new one opens', () => {
+    const { log, writes, output } = harness()
+    log.open('first')
+    log.afterWindow(() => writes.push('between\n'))
+    log.open('second').end('done')
+    expect(output()).toMatch(/::endgroup::\n\(output interrupted: another group was opened\)\nbetween\n::group::second\n/)
+  })
+})
+
 describe('reportFailure', () => {
   it('repeats the tail outside any group in its own window and returns the annotation text', () => {
     const { log, output, tokens } = harness()

@@ -7,7 +7,7 @@
 import { CorruptBodyError, HttpError, RequestTimeoutError, TransportError, TruncatedBodyError } from '../../http/errors.ts'
 import { DEFAULT_DELAYS_MS, isTransientStatus, ladderDelay } from '../../http/retry.ts'
 import { realSleep, type Sleep } from '../../http/sleep.ts'
-import { parseSse } from '../../sse/parser.ts'
+import { parseSseBytes, sseText } from '../../sse/parser.ts'
 import { isTerminal } from '../types.ts'
 import type { ContreeApi } from './api.ts'
 import type { OperationEvent, OperationResponse } from './wire.ts'
@@ -122,7 +122,7 @@ export async function* followOperation(api: FollowApi, id: string, opts: FollowO
     let end: CycleEnd = { kind: 'eof' }
     try {
       const res = await api.openEvents(id, { follow: mode === 'follow', ...(lastId === undefined ? {} : { lastEventId: lastId }), ...optSignal(signalFor()) })
-      for await (const message of parseSse(res.body)) {
+      for await (const message of parseSseBytes(res.body)) {
         checkDeadline()
         if (message.kind === 'comment') continue
         if (message.kind === 'id') {
@@ -131,10 +131,10 @@ export async function* followOperation(api: FollowApi, id: string, opts: FollowO
           continue
         }
         if (message.event === 'sse_error') {
-          end = { kind: 'broken', reason: `sse_error: ${message.data}` }
+          end = { kind: 'broken', reason: `sse_error: ${sseText(message.data)}` }
           break
         }
-        const event = toOperationEvent(message.id, message.event, message.data)
+        const event = toOperationEvent(message.id, message.event, sseText(message.data))
         if (event.id >= 0) {
           if (lastId !== undefined && event.id <= lastId) continue
           lastId = event.id

@@ -231,6 +231,18 @@ export function isEventOf<K extends keyof EventDataByType>(
  */
 export function decodeStream(repr: { value: string; encoding?: string }): Uint8Array {
   if (typeof repr.value !== 'string' || repr.value === '') return new Uint8Array(0)
-  if (repr.encoding === 'base64') return Buffer.from(repr.value, 'base64')
+  if (repr.encoding === 'base64') return decodeBase64(repr.value)
   return Buffer.from(repr.value, 'utf8')
+}
+
+/**
+ * What Buffer.from(text, 'base64') returns (same lenient decoder, same size bound), several times
+ * faster on large values: writing into a buffer of the right size skips a slow path of from().
+ */
+export function decodeBase64(text: string): Buffer {
+  let chars = text.length
+  if (text.charCodeAt(chars - 1) === 0x3d) chars--
+  if (chars > 1 && text.charCodeAt(chars - 1) === 0x3d) chars--
+  const out = Buffer.allocUnsafe((chars * 3) >>> 2)
+  return out.subarray(0, out.write(text, 'base64'))
 }
