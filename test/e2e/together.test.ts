@@ -267,6 +267,7 @@ describe.skipIf(!registryAvailable())('provider: together through the bundle', (
     const post = await runPost(main, { inputs: inputs() })
     expect(post.exitCode).toBe(0)
     expect(post.stdout).toContain(`Cancelled run (sandbox) (sandbox ${sandboxId})`)
+    expect(post.stdout).not.toMatch(/::(warning|error)::/)
     await eventually(nothingAlive, 'nothing alive')
     expect(sandbox(sandboxId)?.status).toBe('terminated')
     const again = await runPost(main, { inputs: inputs() })
