@@ -240,3 +240,31 @@ describe('action.yml declares exactly what the code reads and sets', () => {
     expect([...set].sort()).toEqual([...declaredOutputs.keys()].sort())
   })
 })
+
+describe('README.md tables', () => {
+  const readme = fs.readFileSync(path.join(REPO_ROOT, 'README.md'), 'utf8')
+
+  /** Rows of the table under a `## heading`: names (every `code` span of the first cell) and the provider cell. */
+  function table(heading: string): Map<string, string> {
+    const start = readme.indexOf(`\n## ${heading}\n`)
+    expect(start, heading).toBeGreaterThanOrEqual(0)
+    const body = readme.slice(start + 1, readme.indexOf('\n## ', start + 1))
+    const rows = new Map<string, string>()
+    for (const line of body.split('\n').filter((l) => l.startsWith('| `'))) {
+      const [first, provider] = line.split(' | ')
+      for (const name of (first as string).matchAll(/`([a-z-]+)`/g)) rows.set(name[1] as string, (provider as string).trim())
+    }
+    return rows
+  }
+
+  const providerOf = (description: string): string => (description.startsWith('[ConTree]') ? 'ConTree' : description.startsWith('[Together]') ? 'Together' : 'common')
+
+  it.each([
+    ['Inputs', declaredInputs],
+    ['Outputs', declaredOutputs],
+  ] as const)('%s: every name action.yml declares, with the provider it marks', (heading, declared) => {
+    const rows = table(heading)
+    expect([...rows.keys()].sort()).toEqual([...declared.keys()].sort())
+    for (const [name, entry] of declared) expect(rows.get(name), name).toBe(providerOf(entry.description))
+  })
+})
