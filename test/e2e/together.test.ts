@@ -319,6 +319,41 @@ describe.skipIf(!registryAvailable())('provider: together through the bundle', (
     await eventually(() => emu.counts().builds.running === 0, 'the orphan build finished')
   })
 
+  it('fan-out over shards: a sandbox per run, max-parallel held, one failing shard fails the step after all ended', async () => {
+    const before = new Set(emu.sandboxes().map((s) => s.id))
+    const ours = () => emu.sandboxes().filter((s) => !before.has(s.id))
+    let peak = 0
+    const sample = setInterval(() => {
+      peak = Math.max(peak, ours().filter((s) => s.status === 'running' || s.status === 'starting').length)
+    }, 5)
+    const result = await runAction({
+      inputs: inputs({ image: base, run: 'echo "shard-$SHARD_INDEX of $SHARD_COUNT"; sleep 0.3; [ "$SHARD_INDEX" != 1 ] || exit 4', shards: '4', 'max-parallel': '2' }),
+    }).finally(() => clearInterval(sample))
+    expect(result.exitCode, result.stdout).not.toBe(0)
+    expect(peak).toBeLessThanOrEqual(2)
+    expect(ours()).toHaveLength(4)
+    const runs = JSON.parse(result.outputs.results ?? '[]') as { label: string; state: string; 'exit-code': number | null; operation: string }[]
+    expect(runs.map((run) => [run.state, run['exit-code']])).toEqual([['succeeded', 0], ['failed', 4], ['succeeded', 0], ['succeeded', 0]])
+    expect(new Set(runs.map((run) => run.operation))).toEqual(new Set(ours().map((s) => s.id)))
+    for (const index of [0, 1, 2, 3]) expect(groupBody(result.stdout, new RegExp(`::group::shard ${index} of 4: `))).toContain(`shard-${index} of 4`)
+    expect(result.stdout.search(/::error::1 of 4 runs failed: shard 1 of 4/)).toBeGreaterThan(result.stdout.lastIndexOf('::endgroup::'))
+    expect(result.summary).toMatch(/4 runs: 3 succeeded, 1 failed/)
+    await eventually(() => ours().every((s) => s.status === 'terminated'), 'every sandbox terminated')
+  })
+
+  it('fan-out: SIGINT kills every running command and terminates every sandbox', async () => {
+    const before = new Set(emu.sandboxes().map((s) => s.id))
+    const action = startAction({ inputs: inputs({ image: base, run: 'sleep 60', shards: '3', 'max-parallel': '3' }) })
+    await eventually(() => emu.counts().execsRunning === 3, 'three commands running', 30_000)
+    action.cancel()
+    const result = await action.done
+    expect(result.exitCode).not.toBe(0)
+    expect(JSON.parse(result.outputs.results ?? '[]').map((run: { state: string }) => run.state)).toEqual(['cancelled', 'cancelled', 'cancelled'])
+    await eventually(nothingAlive, 'nothing alive')
+    const ours = emu.sandboxes().filter((s) => !before.has(s.id))
+    expect(ours.map((s) => s.status)).toEqual(['terminated', 'terminated', 'terminated'])
+  })
+
   it('refuses a ConTree-only input before anything remote exists', async () => {
     const result = await runAction({ inputs: inputs({ image: base, run: 'true', disposable: 'true' }) })
     expect(result.exitCode).not.toBe(0)
