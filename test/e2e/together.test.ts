@@ -257,6 +257,29 @@ describe.skipIf(!registryAvailable())('provider: together through the bundle', (
     expect(requests('api', 'POST', /\/terminate$/)).toHaveLength(0)
   })
 
+  it('SIGTERM alone (no SIGINT first) during a build and during a run: the build deleted, the sandbox terminated', async () => {
+    const ws = workspace({ Dockerfile: `FROM ${base}\nRUN echo term-building-$((6*7)) && sleep 60\n` })
+    const building = startAction({ workspace: ws, inputs: inputs({ dockerfile: 'Dockerfile', run: 'echo never' }) })
+    await building.waitForStdout(/term-building-42/, 30_000)
+    building.child.kill('SIGTERM')
+    const built = await building.done
+    expect(built.exitCode).not.toBe(0)
+    expect(built.stdout).toMatch(/::error::The job was cancelled \(SIGTERM\)/)
+    const buildId = savedWork(built).find((w) => w.kind === 'build')?.id
+    expect(requests('builder', 'DELETE', /^\/builds\//).map((r) => r.path)).toEqual([`/builds/${buildId}`])
+
+    const running = startAction({ inputs: inputs({ image: base, run: 'echo term-running-$((6*7)); sleep 60' }) })
+    await running.waitForStdout(/term-running-42/, 30_000)
+    running.child.kill('SIGTERM')
+    const ran = await running.done
+    expect(ran.exitCode).not.toBe(0)
+    expect(ran.outputs.status).toBe('CANCELLED')
+    const sandboxId = savedWork(ran).find((w) => w.kind === 'sandbox')?.id
+    expect(requests('api', 'POST', /\/terminate$/).map((r) => r.path)).toEqual([`/v1/sandboxes/${sandboxId}/terminate`])
+    await eventually(nothingAlive, 'nothing alive')
+    expect(sandbox(sandboxId)?.status).toBe('terminated')
+  })
+
   it('a SIGKILLed main during the run is cleaned up by post: the sandbox terminated, no process alive; post again is a no-op', async () => {
     const action = startAction({ inputs: inputs({ image: base, run: 'echo running-$((6*7)); sleep 60' }) })
     await action.waitForStdout(/running-42/, 30_000)
