@@ -83,6 +83,13 @@ describe.skipIf(!registryAvailable())('a job with a ConTree step and a Together 
     expect(contreePost.stdout).not.toMatch(/::(warning|error)::/)
     expect(contreePost.stdout).toMatch(/Cancelled run \(operation /)
 
+    // Neither token reaches a log, the state or the outputs (the runner's masking command aside).
+    for (const step of [contreeMain, togetherMain, contreePost, togetherPost]) {
+      for (const token of [CONTREE_TOKEN, together.apiKey]) {
+        const stdout = step.stdout.replaceAll(`::add-mask::${token}\n`, '')
+        for (const text of [stdout, step.stderr, step.summary, JSON.stringify(step.outputs), JSON.stringify(step.state)]) expect(text).not.toContain(token)
+      }
+    }
     await eventually(() => contreeLive() === 0 && togetherLive() === 0, 'nothing alive on either service', 20_000)
     const sandboxId = savedWork(togetherMain).find((work) => work.kind === 'sandbox')?.id
     expect(together.sandboxes().find((s) => s.id === sandboxId)?.status).toBe('terminated')

@@ -105,6 +105,10 @@ describe.skipIf(!registryAvailable())('provider: together through the bundle', (
     await eventually(() => sandbox(outputs['sandbox-id'])?.status === 'terminated', 'the sandbox terminated')
     expect(savedWork(result).every((work) => work.state === 'done')).toBe(true)
     expect(result.summary).toContain(outputs['sandbox-id'] as string)
+    // The key appears only in the runner's masking command, which the runner never prints.
+    for (const text of [result.stdout.replaceAll(`::add-mask::${emu.apiKey}\n`, ''), result.stderr, result.summary, JSON.stringify(result.outputs), JSON.stringify(result.state)]) {
+      expect(text).not.toContain(emu.apiKey)
+    }
     emu.reset()
     const post = await runPost(result, { inputs: inputs() })
     expect(post.exitCode).toBe(0)
