@@ -29,7 +29,12 @@ async function cleanup(): Promise<void> {
     return
   }
   const deadline = AbortSignal.timeout(POST_DEADLINE_MS)
-  await Promise.all(pending.map((item) => settle(item, deadline)))
+  // Work reached through other work (a command through its sandbox's agent) goes first: ended at the
+  // same time as its parent, it would be asked after at an address that is gone, retried until the
+  // budget runs out, and reported as a warning about a command that no longer exists.
+  const reachedThroughParent = (item: LiveWork): boolean => item.parentId !== undefined
+  await Promise.all(pending.filter(reachedThroughParent).map((item) => settle(item, deadline)))
+  await Promise.all(pending.filter((item) => !reachedThroughParent(item)).map((item) => settle(item, deadline)))
 }
 
 function tokenFor(provider: ProviderName): string {
