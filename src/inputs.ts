@@ -419,6 +419,10 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
   let run: RunInputs | undefined
   if (modes.mode !== 'run') {
     // No command: what a preview starts is `start`, with the same env and cwd.
+    if (modes.preview) {
+      modes.preview.env = env_
+      if (cwdValue) modes.preview.cwd = absoluteSandboxPath('cwd', cwdValue)
+    }
   } else if (command || runs) {
     if (!image && !build) {
       throw new InputError('image', 'is required to run a command: an image UUID, tag:NAME, a registry reference, or set dockerfile to build one')

@@ -58,6 +58,9 @@ export interface PreviewInputs {
   deployment: boolean
   /** A shell command started in the preview and left running. */
   start?: string
+  /** The environment and working directory of `start` (the `env` and `cwd` inputs). */
+  env?: Record<string, string>
+  cwd?: string
   waitForPort?: number
 }
 
