@@ -380,7 +380,9 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
     throw new InputError('registry', 'is set but registry-username is not; set both to import from a private registry')
   }
 
-  const dockerfileValue = core.getInput('dockerfile')
+  // A teardown builds nothing, and its workflow often skips the checkout: the build inputs it shares
+  // with the preview step are not read, so a Dockerfile that is not there is no error.
+  const dockerfileValue = modes.mode === 'teardown' ? '' : core.getInput('dockerfile')
   let build: BuildInputs | undefined
   if (dockerfileValue) {
     build = {
@@ -390,7 +392,7 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
       secrets,
       ...(core.getInput('target') ? { target: core.getInput('target').trim() } : {}),
     }
-  } else {
+  } else if (modes.mode !== 'teardown') {
     for (const name of ['build-args', 'target', 'secrets']) {
       if (core.getInput(name)) throw new InputError(name, 'is set but dockerfile is not; set dockerfile to build an image')
     }
@@ -409,7 +411,7 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
   const outputLimitBytes = parseByteSize('output-limit', raw('output-limit'))
   const disposable = parseBoolean('disposable')
   const uploadTo = absoluteSandboxPath('upload-to', raw('upload-to'))
-  const uploadList = splitList(core.getInput('upload'))
+  const uploadList = modes.mode === 'teardown' ? [] : splitList(core.getInput('upload'))
   const upload = uploadList.length
     ? { paths: uploadList.map((item) => resolveInWorkspace('upload', workspace, item, 'any')), root: workspace, to: uploadTo }
     : undefined

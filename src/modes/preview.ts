@@ -11,7 +11,7 @@ import { imageRequest } from '../image-request.ts'
 import type { Inputs } from '../inputs.ts'
 import { escapeMarkdownInline } from '../output/markdown-escape.ts'
 import { say, warn } from '../output/say.ts'
-import type { PreparedImage, PreviewOutcome, PreviewRequest, Provider } from '../providers/types.ts'
+import { PreviewSupersededError, type PreparedImage, type PreviewOutcome, type PreviewRequest, type PreviewTarget, type Provider } from '../providers/types.ts'
 import { eventContext, PreviewGitHub, runPlace } from './preview-github.ts'
 import { pullRequestOf } from './pull-request.ts'
 import { runInSession, type ModeSession, type SessionDeps } from './session.ts'
@@ -53,6 +53,13 @@ async function preview({ inputs, provider, ctx }: ModeSession): Promise<void> {
     }
     outcome = await provider.replacePreview(image, request, ctx)
   } catch (error) {
+    if (error instanceof PreviewSupersededError) {
+      // The newer run reports the preview (its comment, its deployment); this one only says why it stops.
+      say(error.message)
+      core.setOutput('status', 'superseded')
+      if (deploymentId !== undefined && github) await tellGitHub('the superseded deployment', () => github.finishDeployment(name, deploymentId, 'failure', 'superseded by a newer run'))
+      return
+    }
     // A cancelled run says nothing on GitHub: the earlier preview, and its comment, still stand.
     if (!ctx.signal.aborted && github) {
       const why = errorMessage(error)
@@ -71,6 +78,14 @@ async function preview({ inputs, provider, ctx }: ModeSession): Promise<void> {
       })
     }
     throw error
+  }
+
+  // A newer run racing on the same PR (no concurrency group) may have replaced this preview already;
+  // then its comment is the true one and this run must not overwrite it.
+  if (provider.findPreviews && !(await stillStands(provider, outcome, { name, pullRequest: pull.number, repository: `${place.repository.owner}/${place.repository.repo}` }))) {
+    say(`Preview ${name}: a newer run's preview replaced this one (${outcome.parts.map((part) => `${part.what} ${part.id}`).join(', ')}) as it came up; that run reports it.`)
+    core.setOutput('status', 'superseded')
+    return
   }
 
   // Outputs before anything else can fail: the preview exists now.
@@ -111,6 +126,16 @@ async function preview({ inputs, provider, ctx }: ModeSession): Promise<void> {
     })
   }
   ctx.report.sections.push(previewSummary(name, pull.number, commit, provider, image, outcome, commentUrl))
+}
+
+async function stillStands(provider: Provider, outcome: PreviewOutcome, target: PreviewTarget): Promise<boolean> {
+  try {
+    const live = (await provider.findPreviews?.(target, AbortSignal.timeout(30_000))) ?? []
+    return outcome.parts.every((part) => live.some((found) => found.what === part.what && found.id === part.id))
+  } catch {
+    // Cannot tell: report what this run made.
+    return true
+  }
 }
 
 /**

@@ -74,6 +74,17 @@ export class OperationInterruptedError extends Error {
   }
 }
 
+/**
+ * A preview was not brought up because a newer run's preview of the same pull request replaced it
+ * first (two runs racing without a concurrency group): not a failure of this run, and nothing to report.
+ */
+export class PreviewSupersededError extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = 'PreviewSupersededError'
+  }
+}
+
 /** Where a provider records live work the moment its id exists, and marks it done once it ended. */
 export type LiveWorkRegistry = Pick<RemoteWorkRegistry, 'add' | 'finish'>
 

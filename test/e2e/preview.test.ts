@@ -21,6 +21,7 @@ import { executedCommands, runAction, startAction, type ActionOptions, type Acti
 const OWNER = 'acme'
 const REPO = 'shop'
 const PR = 7
+const RACE_PR = 8
 const SHA1 = 'a'.repeat(40)
 const SHA2 = 'b'.repeat(40)
 const GH_TOKEN = 'ghs_rw_Zq8v1sB7preview'
@@ -36,11 +37,14 @@ afterAll(() => {
   for (const dir of temps) fs.rmSync(dir, { recursive: true, force: true })
 })
 
+// GitHub Enterprise Server: the API under /api/v3, reached through GITHUB_API_URL alone. (The ConTree
+// tests use a github.com-like one: on GHES @actions/cache wants the older cache service.)
 let github: GitHubEmulator
 beforeAll(async () => {
   github = await startGitHubEmulator({
+    pathPrefix: '/api/v3',
     tokens: { [GH_TOKEN]: { repositories: [`${OWNER}/${REPO}`] }, [GH_READ_ONLY]: { ...READ_ONLY, repositories: [`${OWNER}/${REPO}`] } },
-    repos: [{ owner: OWNER, name: REPO, pulls: [{ number: PR, title: 'Add `cart` | *bold*', headRef: 'feature/cart', headSha: SHA1 }] }],
+    repos: [{ owner: OWNER, name: REPO, pulls: [{ number: PR, title: 'Add `cart` | *bold*', headRef: 'feature/cart', headSha: SHA1 }, { number: RACE_PR, headRef: 'race', headSha: SHA1 }] }],
   })
 })
 afterAll(async () => {
@@ -50,15 +54,17 @@ afterAll(async () => {
 type PullAction = 'opened' | 'synchronize' | 'reopened' | 'closed'
 
 /** The runner's view of a pull_request event: the payload file and the GITHUB_* variables. */
-function eventEnv(action: PullAction, sha: string, opts: { fork?: boolean; runId?: number } = {}): Record<string, string> {
+function eventEnv(action: PullAction, sha: string, opts: { fork?: boolean; runId?: number; pr?: number; api?: GitHubEmulator } = {}): Record<string, string> {
+  const number = opts.pr ?? PR
+  const api = opts.api ?? github
   const dir = tempDir('event-')
   const eventPath = path.join(dir, 'event.json')
   const headRepo = opts.fork ? { full_name: 'mallory/shop', fork: true } : { full_name: `${OWNER}/${REPO}`, fork: false }
   const payload = {
     action,
-    number: PR,
+    number,
     pull_request: {
-      number: PR,
+      number,
       title: 'Add `cart` | *bold*',
       state: action === 'closed' ? 'closed' : 'open',
       head: { sha, ref: 'feature/cart', repo: headRepo },
@@ -71,8 +77,8 @@ function eventEnv(action: PullAction, sha: string, opts: { fork?: boolean; runId
     GITHUB_EVENT_NAME: 'pull_request',
     GITHUB_EVENT_PATH: eventPath,
     GITHUB_REPOSITORY: `${OWNER}/${REPO}`,
-    GITHUB_SERVER_URL: github.serverUrl,
-    GITHUB_API_URL: github.apiUrl,
+    GITHUB_SERVER_URL: api.serverUrl,
+    GITHUB_API_URL: api.apiUrl,
     GITHUB_RUN_ID: String(opts.runId ?? 4242),
     GITHUB_RUN_ATTEMPT: '1',
     GITHUB_SHA: 'c'.repeat(40),
@@ -80,8 +86,8 @@ function eventEnv(action: PullAction, sha: string, opts: { fork?: boolean; runId
   }
 }
 
-function stickyComments(): Array<{ id: number; body: string }> {
-  return github.comments(OWNER, REPO, PR).filter((comment) => comment.body.startsWith('<!-- sandbox-preview:'))
+function stickyComments(pr = PR): Array<{ id: number; body: string }> {
+  return github.comments(OWNER, REPO, pr).filter((comment) => comment.body.startsWith('<!-- sandbox-preview:'))
 }
 
 function expectNoSecret(result: ActionResult, secrets: string[]): void {
@@ -129,7 +135,8 @@ describe.skipIf(!registryAvailable())('PR previews on Together Sandbox', () => {
   function previewRun(action: PullAction, sha: string, extra: Record<string, string> = {}, env: Record<string, string> = {}): ActionOptions {
     const port = String(nextPort++)
     return {
-      workspace,
+      // A closed pull request's job skips the checkout: the step's Dockerfile is not there.
+      workspace: action === 'closed' ? tempDir('closed-ws-') : workspace,
       inputs: {
         provider: 'together',
         'api-url': emu.apiUrl,
@@ -265,6 +272,31 @@ describe.skipIf(!registryAvailable())('PR previews on Together Sandbox', () => {
     expect(strict.stdout).toMatch(/::error::.*token.*fork/)
   })
 
+  it('two runs racing on one pull request leave one sticky comment and one preview sandbox', async () => {
+    writeApp('6')
+    // Both runs find no comment, and both create theirs at the same moment.
+    github.barrier({ method: 'POST', path: new RegExp(`/issues/${RACE_PR}/comments$`) }, 2)
+    const race = (action: PullAction, runId: number): ActionOptions => {
+      const options = previewRun(action, SHA1)
+      return { ...options, env: { ...options.env, ...eventEnv(action, SHA1, { pr: RACE_PR, runId }) } }
+    }
+    const [a, b] = await Promise.all([runAction(race('opened', 1)), runAction(race('synchronize', 2))])
+    expect(a.exitCode, failureText(a)).toBe(0)
+    expect(b.exitCode, failureText(b)).toBe(0)
+    // The older run's sandbox may have been ended by the newer one as it came up: that run stops quietly.
+    expect([a.outputs.status, b.outputs.status]).toContain('ready')
+    for (const result of [a, b]) expect(['ready', 'superseded']).toContain(result.outputs.status)
+    expect(stickyComments(RACE_PR)).toHaveLength(1)
+    await eventually(() => livePreviewSandboxes().length === 1, 'one preview sandbox left')
+    expect(stickyComments(RACE_PR)[0]?.body).toContain(livePreviewSandboxes()[0])
+
+    const closed = await runAction(race('closed', 3))
+    expect(closed.exitCode, failureText(closed)).toBe(0)
+    await eventually(() => livePreviewSandboxes().length === 0, 'no preview sandbox left')
+    expect(stickyComments(RACE_PR)).toHaveLength(1)
+    expect(stickyComments(RACE_PR)[0]?.body).toMatch(/removed/)
+  })
+
   it('a token that may not write comments fails the step saying it needs pull-requests: write, after the preview is up and reported', async () => {
     writeApp('5')
     const result = await runAction(previewRun('opened', SHA1, { 'github-token': GH_READ_ONLY }))
@@ -282,8 +314,13 @@ describe('PR previews on ConTree (a tag)', () => {
   let emu: ContreeEmulator
   let cache: Awaited<ReturnType<typeof startCacheService>>
   let workspace: string
+  let dotcom: GitHubEmulator
 
   beforeAll(async () => {
+    dotcom = await startGitHubEmulator({
+      tokens: { [GH_TOKEN]: { repositories: [`${OWNER}/${REPO}`] } },
+      repos: [{ owner: OWNER, name: REPO, branches: { main: SHA1, 'feature/cart': SHA2 }, pulls: [{ number: PR, headRef: 'feature/cart', headSha: SHA2 }] }],
+    })
     emu = await startContreeEmulator({ token: TOKEN, keepaliveMs: 200 })
     cache = await startCacheService()
     workspace = tempDir('preview-contree-ws-')
@@ -291,6 +328,7 @@ describe('PR previews on ConTree (a tag)', () => {
   afterAll(async () => {
     await emu?.close()
     await cache?.close()
+    await dotcom?.close()
   })
 
   function writeApp(version: string): void {
@@ -299,26 +337,30 @@ describe('PR previews on ConTree (a tag)', () => {
 
   function previewRun(action: PullAction, sha: string, extra: Record<string, string> = {}): ActionOptions {
     return {
-      workspace,
-      inputs: { 'api-url': emu.url, token: TOKEN, mode: action === 'closed' ? 'teardown' : 'preview', dockerfile: 'Dockerfile', 'github-token': GH_TOKEN, 'preview-name': 'shop-pr-7', ...extra },
-      env: { ...eventEnv(action, sha, { runId: 5151 }), ...cache.env() },
+      workspace: action === 'closed' ? tempDir('closed-ws-') : workspace,
+      inputs: { 'api-url': emu.url, token: TOKEN, mode: action === 'closed' ? 'teardown' : 'preview', dockerfile: 'Dockerfile', 'github-token': GH_TOKEN, 'preview-name': 'shop-pr-7', deployment: 'true', ...extra },
+      env: { ...eventEnv(action, sha, { runId: 5151, api: dotcom }), ...cache.env() },
     }
   }
 
   const tagged = (): string[] => emu.images().filter((image) => image.tag === 'shop-pr-7').map((image) => image.uuid)
   const spawns = (): number => emu.requests.filter((r) => r.method === 'POST' && r.path === '/v1/instances').length
 
-  it('opened → synchronize → closed: the tag follows the PR head, one comment, no tag left after teardown', async () => {
+  it('opened → synchronize → closed with a deployment: the tag follows the PR head, one comment, one deployment, nothing left after teardown', async () => {
     writeApp('1')
     const opened = await runAction(previewRun('opened', SHA1))
     expect(opened.exitCode, failureText(opened)).toBe(0)
     const first = opened.outputs['image-id'] as string
     expect(tagged()).toEqual([first])
     expect(opened.outputs['preview-name']).toBe('shop-pr-7')
-    const comments = () => github.comments(OWNER, REPO, PR).filter((c) => c.body.startsWith('<!-- sandbox-preview:shop-pr-7 -->'))
+    const comments = () => dotcom.comments(OWNER, REPO, PR).filter((c) => c.body.startsWith('<!-- sandbox-preview:shop-pr-7 -->'))
     expect(comments()).toHaveLength(1)
     expect(comments()[0]?.body).toContain(first)
     expect(comments()[0]?.body).toContain('contree run --use tag:shop-pr-7')
+    const deployments = () => dotcom.deployments(OWNER, REPO)
+    expect(deployments()).toHaveLength(1)
+    expect(deployments()[0]).toMatchObject({ environment: 'preview/shop-pr-7', transient_environment: true, sha: SHA1 })
+    expect(dotcom.statuses(OWNER, REPO, deployments()[0]?.id as number).map((s) => s.state)).toEqual(['in_progress', 'success'])
 
     writeApp('2')
     const pushed = await runAction(previewRun('synchronize', SHA2))
@@ -328,12 +370,15 @@ describe('PR previews on ConTree (a tag)', () => {
     expect(tagged()).toEqual([second])
     expect(comments()).toHaveLength(1)
     expect(comments()[0]?.body).toContain(second)
+    // The earlier deployment is retired once the new one succeeded.
+    expect(deployments()).toHaveLength(1)
+    expect(deployments()[0]?.sha).toBe(SHA2)
 
     // An unchanged head builds nothing: no spawn at all.
     const before = spawns()
     const rerun = await runAction(previewRun('synchronize', SHA2))
     expect(rerun.exitCode, failureText(rerun)).toBe(0)
-    expect(spawns()).toBe(before)
+    expect(spawns(), rerun.stdout).toBe(before)
     expect(tagged()).toEqual([second])
 
     const closed = await runAction(previewRun('closed', SHA2))
@@ -342,6 +387,7 @@ describe('PR previews on ConTree (a tag)', () => {
     expect(tagged()).toEqual([])
     expect(comments()).toHaveLength(1)
     expect(comments()[0]?.body).toMatch(/removed/)
+    expect(deployments()).toEqual([])
 
     const again = await runAction(previewRun('closed', SHA2))
     expect(again.exitCode, failureText(again)).toBe(0)

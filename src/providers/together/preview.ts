@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto'
 import { errorMessage } from '../../errors.ts'
 import type { Sleep } from '../../http/sleep.ts'
 import { formatDuration } from '../../output/format.ts'
-import type { PreviewOutcome, PreviewPart, PreviewRequest, PreviewTarget, ProviderContext } from '../types.ts'
+import { PreviewSupersededError, type PreviewOutcome, type PreviewPart, type PreviewRequest, type PreviewTarget, type ProviderContext } from '../types.ts'
 import type { AgentClient } from './agent.ts'
 import type { TogetherApi } from './api.ts'
 import { createOnce } from './create-once.ts'
@@ -62,6 +62,8 @@ export async function replacePreview(snapshotId: string, request: PreviewRequest
   } catch (error) {
     // On a signal the job's cancellation ends it (it is live work); otherwise it is ended here.
     if (!ctx.signal.aborted) await endNew(created.id, ctx, deps, settings)
+    const newer = ctx.signal.aborted ? undefined : await newerPreview(request, created, deps, settings)
+    if (newer) throw new PreviewSupersededError(`A newer run's preview sandbox ${newer.id} replaced this one (${created.id}) while it was coming up: nothing is left to do here.`)
     if (error instanceof DeadlineExceededError) throw new Error(`The preview sandbox ${created.id} was not up within ${formatDuration(request.deadlineMs)}: ${error.message}`, { cause: error })
     throw error
   }
@@ -106,6 +108,27 @@ export function reachCommands(sandboxId: string): string {
     `together-sandbox sandboxes get ${sandboxId}`,
     `together-sandbox sandboxes exec run ${sandboxId} -it -- sh`,
   ].join('\n')
+}
+
+/**
+ * Ends the PR's earlier previews only (see endEarlierPreviews), so of two runs racing on one PR, the
+ * newer one may end the older one's sandbox while it is still coming up. This says whether that is what
+ * happened: a newer preview sandbox of the PR is there.
+ */
+async function newerPreview(request: PreviewRequest, mine: Sandbox, deps: PreviewDeps, settings: PreviewSettings): Promise<Sandbox | undefined> {
+  try {
+    const all = await deps.api.allSandboxes(previewTags(request), { signal: AbortSignal.timeout(settings.cleanupTimeoutMs) })
+    return all.find((sandbox) => sandbox.id !== mine.id && !GONE.has(sandbox.status) && isOlder(mine, sandbox))
+  } catch {
+    return undefined
+  }
+}
+
+/** Creation order, ties broken by id, so that two runs always agree which of two previews is older. */
+function isOlder(a: Sandbox, b: Sandbox): boolean {
+  const at = Date.parse(a.created_at)
+  const bt = Date.parse(b.created_at)
+  return at !== bt ? at < bt : a.id < b.id
 }
 
 /** The ttl counts from the start (from the creation while it has not started). */
@@ -220,7 +243,7 @@ async function endEarlierPreviews(request: PreviewRequest, current: Sandbox, dep
   try {
     // Not bounded by the job's signal: the new preview is up, so the old ones should go even now.
     earlier = (await deps.api.allSandboxes(previewTags(request), { signal: AbortSignal.timeout(settings.cleanupTimeoutMs) })).filter(
-      (sandbox) => sandbox.id !== current.id && !GONE.has(sandbox.status) && Date.parse(sandbox.created_at) < Date.parse(current.created_at),
+      (sandbox) => sandbox.id !== current.id && !GONE.has(sandbox.status) && isOlder(sandbox, current),
     )
   } catch (error) {
     leftBehind.push(`the earlier preview sandboxes could not be listed: ${errorMessage(error)}`)
