@@ -393,4 +393,18 @@ describe('PR previews on ConTree (a tag)', () => {
     expect(again.exitCode, failureText(again)).toBe(0)
     expect(JSON.parse(again.outputs.removed as string)).toEqual([])
   })
+
+  it('a rate-limited comment write is retried after the time GitHub gives, once, and the step succeeds', async () => {
+    writeApp('9')
+    dotcom.faults.add({ method: 'POST', path: new RegExp(`/issues/${PR}/comments$`), times: 1, fault: { kind: 'secondary-rate-limit', retryAfterSeconds: 1 } })
+    dotcom.faults.add({ method: 'PATCH', path: /\/issues\/comments\/\d+$/, times: 1, fault: { kind: 'secondary-rate-limit', retryAfterSeconds: 1 } })
+    const result = await runAction(previewRun('reopened', SHA2))
+    expect(result.exitCode, failureText(result)).toBe(0)
+    expect(result.stdout).toMatch(/secondary rate limit while trying to (create|update) the preview comment.*waiting 1 s as GitHub asks \(retry-after\)/)
+    expect(dotcom.comments(OWNER, REPO, PR).filter((c) => c.body.startsWith('<!-- sandbox-preview:shop-pr-7 -->'))).toHaveLength(1)
+    expect(dotcom.faults.pending()).toHaveLength(1)
+    dotcom.faults.clear()
+    const closed = await runAction(previewRun('closed', SHA2))
+    expect(closed.exitCode, failureText(closed)).toBe(0)
+  })
 })
