@@ -407,4 +407,28 @@ describe('PR previews on ConTree (a tag)', () => {
     const closed = await runAction(previewRun('closed', SHA2))
     expect(closed.exitCode, failureText(closed)).toBe(0)
   })
+
+  it('a refresh cancelled during its build keeps the tag on the previous image and leaves no operation running', async () => {
+    writeApp('10')
+    const opened = await runAction(previewRun('reopened', SHA1))
+    expect(opened.exitCode, failureText(opened)).toBe(0)
+    const previous = opened.outputs['image-id'] as string
+    const comment = () => dotcom.comments(OWNER, REPO, PR).filter((c) => c.body.startsWith('<!-- sandbox-preview:shop-pr-7 -->'))[0]?.body
+    const before = comment()
+
+    fs.writeFileSync(path.join(workspace, 'Dockerfile'), 'FROM busybox:latest\nRUN echo slow-step && sleep 60\n')
+    const running = startAction(previewRun('synchronize', SHA2))
+    await running.waitForStdout(/slow-step/, 60_000)
+    running.cancel()
+    const cancelled = await running.done
+    expect(cancelled.exitCode).not.toBe(0)
+    expect(cancelled.outputs.status).toBe('CANCELLED')
+    await eventually(() => emu.operations().every((op) => op.status !== 'EXECUTING' && op.status !== 'PENDING' && op.status !== 'ASSIGNED'), 'no operation left running')
+    expect(tagged()).toEqual([previous])
+    expect(comment()).toBe(before)
+
+    const closed = await runAction(previewRun('closed', SHA2))
+    expect(closed.exitCode, failureText(closed)).toBe(0)
+    expect(tagged()).toEqual([])
+  })
 })
