@@ -16,7 +16,7 @@ import { READ_ONLY } from '../emulator/github/types.ts'
 import { pushImage, registryAvailable, startRegistry, type RunningRegistry } from '../emulator/registry.ts'
 import { startTogetherEmulator, type TogetherEmulator } from '../emulator/together/index.ts'
 import { eventually } from '../helpers/wait.ts'
-import { executedCommands, runAction, startAction, type ActionOptions, type ActionResult } from '../helpers/run-action.ts'
+import { executedCommands, runAction, runPost, startAction, type ActionOptions, type ActionResult } from '../helpers/run-action.ts'
 
 const OWNER = 'acme'
 const REPO = 'shop'
@@ -172,6 +172,10 @@ describe.skipIf(!registryAvailable())('PR previews on Together Sandbox', () => {
     expect(opened.outputs['snapshot-id']).toBeTruthy()
     expect(Date.parse(opened.outputs['expires-at'] as string)).toBeGreaterThan(Date.now() + 60 * 60 * 1000)
     expect(livePreviewSandboxes()).toEqual([first])
+    // The post step (always run) leaves the handed-over preview alone.
+    const post = await runPost(opened, { workspace, env: { TOGETHER_API_KEY: emu.apiKey } })
+    expect(post.exitCode, failureText(post)).toBe(0)
+    expect(livePreviewSandboxes()).toEqual([first])
     expect(stickyComments()).toHaveLength(1)
     const comment = stickyComments()[0]?.body as string
     expect(comment).toContain('ready')
@@ -242,6 +246,9 @@ describe.skipIf(!registryAvailable())('PR previews on Together Sandbox', () => {
     expect(cancelled.stdout).toMatch(/cancelled/i)
     await eventually(() => livePreviewSandboxes().length === 1, 'the new sandbox terminated')
     expect(livePreviewSandboxes()).toEqual([previous])
+    const post = await runPost(cancelled, { workspace, env: { TOGETHER_API_KEY: emu.apiKey } })
+    expect(post.exitCode, failureText(post)).toBe(0)
+    expect(livePreviewSandboxes()).toEqual([previous])
     await eventually(() => emu.counts().execsRunning === 1, 'only the previous preview\'s server still runs')
     // The comment still describes the preview that is up.
     expect(stickyComments()).toHaveLength(1)
@@ -272,31 +279,6 @@ describe.skipIf(!registryAvailable())('PR previews on Together Sandbox', () => {
     expect(strict.stdout).toMatch(/::error::.*token.*fork/)
   })
 
-  it('two runs racing on one pull request leave one sticky comment and one preview sandbox', async () => {
-    writeApp('6')
-    // Both runs find no comment, and both create theirs at the same moment.
-    github.barrier({ method: 'POST', path: new RegExp(`/issues/${RACE_PR}/comments$`) }, 2)
-    const race = (action: PullAction, runId: number): ActionOptions => {
-      const options = previewRun(action, SHA1)
-      return { ...options, env: { ...options.env, ...eventEnv(action, SHA1, { pr: RACE_PR, runId }) } }
-    }
-    const [a, b] = await Promise.all([runAction(race('opened', 1)), runAction(race('synchronize', 2))])
-    expect(a.exitCode, failureText(a)).toBe(0)
-    expect(b.exitCode, failureText(b)).toBe(0)
-    // The older run's sandbox may have been ended by the newer one as it came up: that run stops quietly.
-    expect([a.outputs.status, b.outputs.status]).toContain('ready')
-    for (const result of [a, b]) expect(['ready', 'superseded']).toContain(result.outputs.status)
-    expect(stickyComments(RACE_PR)).toHaveLength(1)
-    await eventually(() => livePreviewSandboxes().length === 1, 'one preview sandbox left')
-    expect(stickyComments(RACE_PR)[0]?.body).toContain(livePreviewSandboxes()[0])
-
-    const closed = await runAction(race('closed', 3))
-    expect(closed.exitCode, failureText(closed)).toBe(0)
-    await eventually(() => livePreviewSandboxes().length === 0, 'no preview sandbox left')
-    expect(stickyComments(RACE_PR)).toHaveLength(1)
-    expect(stickyComments(RACE_PR)[0]?.body).toMatch(/removed/)
-  })
-
   it('a token that may not write comments fails the step saying it needs pull-requests: write, after the preview is up and reported', async () => {
     writeApp('5')
     const result = await runAction(previewRun('opened', SHA1, { 'github-token': GH_READ_ONLY }))
@@ -319,7 +301,7 @@ describe('PR previews on ConTree (a tag)', () => {
   beforeAll(async () => {
     dotcom = await startGitHubEmulator({
       tokens: { [GH_TOKEN]: { repositories: [`${OWNER}/${REPO}`] } },
-      repos: [{ owner: OWNER, name: REPO, branches: { main: SHA1, 'feature/cart': SHA2 }, pulls: [{ number: PR, headRef: 'feature/cart', headSha: SHA2 }] }],
+      repos: [{ owner: OWNER, name: REPO, branches: { main: SHA1, 'feature/cart': SHA2 }, pulls: [{ number: PR, headRef: 'feature/cart', headSha: SHA2 }, { number: RACE_PR, headRef: 'race', headSha: SHA1 }] }],
     })
     emu = await startContreeEmulator({ token: TOKEN, keepaliveMs: 200 })
     cache = await startCacheService()
@@ -430,5 +412,32 @@ describe('PR previews on ConTree (a tag)', () => {
     const closed = await runAction(previewRun('closed', SHA2))
     expect(closed.exitCode, failureText(closed)).toBe(0)
     expect(tagged()).toEqual([])
+  })
+
+  it('two runs racing on one pull request leave one sticky comment', async () => {
+    // An untagged image both runs name: neither replaces the other's preview, so both write a comment.
+    const made = await runAction({ workspace, inputs: { 'api-url': emu.url, token: TOKEN, image: 'tag:busybox:latest', run: 'true' }, env: cache.env() })
+    expect(made.exitCode, failureText(made)).toBe(0)
+    const image = made.outputs['result-image-uuid'] as string
+    // Both runs find no comment, and both create theirs at the same moment.
+    dotcom.barrier({ method: 'POST', path: new RegExp(`/issues/${RACE_PR}/comments$`) }, 2)
+    const race = (action: PullAction, runId: number): ActionOptions => ({
+      workspace,
+      inputs: { 'api-url': emu.url, token: TOKEN, mode: action === 'closed' ? 'teardown' : 'preview', image, 'github-token': GH_TOKEN },
+      env: { ...eventEnv(action, SHA1, { runId, pr: RACE_PR, api: dotcom }), ...cache.env() },
+    })
+    const [a, b] = await Promise.all([runAction(race('opened', 1)), runAction(race('synchronize', 2))])
+    expect(a.exitCode, failureText(a)).toBe(0)
+    expect(b.exitCode, failureText(b)).toBe(0)
+    expect(dotcom.requests.filter((r) => r.method === 'POST' && r.path.endsWith(`/issues/${RACE_PR}/comments`))).toHaveLength(2)
+    const sticky = () => dotcom.comments(OWNER, REPO, RACE_PR).filter((c) => c.body.startsWith(`<!-- sandbox-preview:pr-${RACE_PR} -->`))
+    expect(sticky()).toHaveLength(1)
+    expect(emu.images().filter((i) => i.tag === `pr-${RACE_PR}`).map((i) => i.uuid)).toEqual([image])
+
+    const closed = await runAction(race('closed', 3))
+    expect(closed.exitCode, failureText(closed)).toBe(0)
+    expect(sticky()).toHaveLength(1)
+    expect(sticky()[0]?.body).toMatch(/removed/)
+    expect(emu.images().filter((i) => i.tag === `pr-${RACE_PR}`)).toEqual([])
   })
 })
