@@ -9,6 +9,7 @@ import * as core from '@actions/core'
 import { errorMessage, InputError } from '../errors.ts'
 import { imageRequest } from '../image-request.ts'
 import type { Inputs } from '../inputs.ts'
+import { httpUrl, markdownLink } from '../github/comment-markdown.ts'
 import { escapeMarkdownInline } from '../output/markdown-escape.ts'
 import { say, warn } from '../output/say.ts'
 import { PreviewSupersededError, type PreparedImage, type PreviewOutcome, type PreviewRequest, type PreviewTarget, type Provider } from '../providers/types.ts'
@@ -162,6 +163,7 @@ function previewSummary(name: string, pullNumber: number, commit: string, provid
   if (outcome.expiresAt) rows.push(['Expires', outcome.expiresAt.toISOString()])
   if (outcome.ports.length) rows.push(['Open ports', outcome.ports.map(({ port }) => cell(String(port))).join(', ')])
   if (outcome.replaced.length) rows.push(['Replaced', outcome.replaced.map((part) => `${escapeMarkdownInline(part.what)} ${cell(part.id)}`).join(', ')])
-  if (commentUrl) rows.push(['Comment', escapeMarkdownInline(commentUrl)])
+  const commentLink = commentUrl ? httpUrl(commentUrl) : undefined
+  if (commentLink) rows.push(['Comment', markdownLink('the preview comment', commentLink)])
   return [`### Preview ${cell(name)}: ready`, '', '| | |', '|---|---|', ...rows.map(([label, value]) => `| ${label} | ${value} |`), '', '```sh', outcome.reach.replace(/```/g, "'''"), '```', ''].join('\n')
 }

@@ -187,6 +187,7 @@ describe.skipIf(!registryAvailable())('PR previews on Together Sandbox', () => {
     // The PR title is the PR author's text: escaped, never markdown.
     expect(comment).not.toContain('*bold*')
     expect(opened.summary).toContain(first)
+    expect(opened.summary).toContain('[the preview comment](')
     expectNoSecret(opened, [GH_TOKEN, emu.apiKey])
     expect(executedCommands(opened.stdout).filter((line) => !/^::(add-mask|group|endgroup|stop-commands|debug|notice|warning)/.test(line) && !/^::[0-9a-f]{16,}::$/.test(line))).toEqual([])
 
