@@ -7,13 +7,18 @@
  */
 import * as core from '@actions/core'
 import { installCancellation, RemoteWorkRegistry, type CancelLines } from './cancel.ts'
-import { errorMessage } from './errors.ts'
+import { errorMessage, InputError, MissingTokenError } from './errors.ts'
 import { exitAfterFlush } from './exit.ts'
 import { fanoutOutputs } from './fanout/outputs.ts'
 import type { FanoutTask } from './fanout/plan.ts'
 import { runMany } from './fanout/run-many.ts'
 import { renderFanoutSummary } from './fanout/summary.ts'
+import { imageRequest } from './image-request.ts'
 import { getInputs, type Inputs } from './inputs.ts'
+import { handleMissingToken } from './modes/missing-token.ts'
+import { eventContext } from './modes/preview-github.ts'
+import { runPreview } from './modes/preview.ts'
+import { runTeardown } from './modes/teardown.ts'
 import { judge } from './outcome.ts'
 import { deferDebug, flushDebug } from './output/deferred-debug.ts'
 import { RemoteLog, reportFailure } from './output/remote-log.ts'
@@ -24,7 +29,6 @@ import {
   isTerminal,
   OperationInterruptedError,
   type FilePlacement,
-  type ImageRequest,
   type LogGroup,
   type LogGroups,
   type OperationOutcome,
@@ -62,10 +66,25 @@ export async function run(deps: MainDeps = { exit: (code) => void exitAfterFlush
   try {
     inputs = getInputs()
   } catch (error) {
-    core.setFailed(errorMessage(error))
+    if (error instanceof MissingTokenError) handleMissingToken(error, eventContext())
+    else core.setFailed(errorMessage(error))
     return
   }
+  switch (inputs.mode) {
+    case 'run':
+      return runSteps(inputs, deps)
+    case 'preview':
+      return runPreview(inputs, deps)
+    case 'teardown':
+      return runTeardown(inputs, deps)
+    case 'refresh':
+      core.setFailed(new InputError('mode', 'mode refresh is not available yet').message)
+      return
+  }
+}
 
+/** mode run: prepare the image, then run the command (or a fan-out). */
+async function runSteps(inputs: Inputs, deps: MainDeps): Promise<void> {
   const controller = new AbortController()
   const log = new RemoteLog()
   // A signal or a cancel's answer may come while the run's window is open: their lines wait for it
@@ -122,29 +141,6 @@ export async function run(deps: MainDeps = { exit: (code) => void exitAfterFlush
   if (!signalledBeforeReport && !failure && cancellation.signal) {
     await cancellation.settled()
     core.setFailed(`The job was cancelled (${cancellation.signal}) as the step was finishing.`)
-  }
-}
-
-/** What to prepare, in the provider's terms: a build, a registry image, or an image the service holds. */
-function imageRequest(inputs: Inputs): ImageRequest {
-  const deadlineMs = inputs.deadlineSeconds * 1000
-  if (inputs.build) {
-    const { dockerfile, context, buildArgs, target } = inputs.build
-    return { kind: 'build', dockerfile, context, buildArgs, ...(target ? { target } : {}), noCache: inputs.noCache, deadlineMs }
-  }
-  const spec = inputs.image
-  if (!spec) throw new Error('internal: no image to prepare')
-  switch (spec.kind) {
-    case 'registry':
-      return { kind: 'image', reference: spec.reference, noCache: inputs.noCache, deadlineMs }
-    case 'uuid':
-      return { kind: 'existing', ref: spec.uuid }
-    case 'tag':
-      return { kind: 'existing', ref: `tag:${spec.tag}` }
-    case 'snapshot':
-      return { kind: 'existing', ref: spec.ref }
-    case 'name':
-      return { kind: 'image', reference: spec.name, noCache: inputs.noCache, deadlineMs }
   }
 }
 
