@@ -18,3 +18,17 @@ export class InputError extends Error {
     this.input = input
   }
 }
+
+/**
+ * The service token is empty. Kept apart from other input errors because on a pull request from a fork
+ * it is expected (no secrets reach such a run), and the step may then end with a notice instead.
+ */
+export class MissingTokenError extends InputError {
+  /** `fail-on-missing-token`: fail the step even where a missing token is expected. */
+  readonly failOnMissingToken: boolean
+  constructor(message: string, failOnMissingToken: boolean) {
+    super('token', message)
+    this.name = 'MissingTokenError'
+    this.failOnMissingToken = failOnMissingToken
+  }
+}

@@ -5,9 +5,10 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import * as core from '@actions/core'
-import { errorMessage, InputError } from './errors.ts'
+import { errorMessage, InputError, MissingTokenError } from './errors.ts'
 import { FANOUT_INPUT_DEFAULTS, planFanout, type FanoutPlan } from './fanout/plan.ts'
 import { InvalidReferenceError, namesRegistry, parseReference, parseRegistryHost } from './image/reference.ts'
+import { MODE_INPUT_DEFAULTS, MODE_INPUT_NAMES, parseModeInputs, type ModeName, type PreviewInputs, type RefreshInputs } from './modes/mode-inputs.ts'
 import { parseTogetherInputs, type TogetherInputName, type TogetherSettings } from './providers/together/inputs.ts'
 import type { ProviderName } from './state.ts'
 
@@ -31,6 +32,7 @@ export const INPUT_DEFAULTS = {
   'output-limit': '16MiB',
   'keep-alive': 'false',
   ...FANOUT_INPUT_DEFAULTS,
+  ...MODE_INPUT_DEFAULTS,
 } as const
 
 /**
@@ -39,7 +41,7 @@ export const INPUT_DEFAULTS = {
  */
 const PROVIDER_ONLY: Readonly<Record<ProviderName, readonly string[]>> = {
   contree: ['project', 'registry', 'registry-username', 'registry-password', 'disposable', 'output-limit', 'secrets', 'cache'],
-  together: ['builder-url', 'cache-key', 'ttl', 'snapshot-ttl', 'keep-alive', 'architecture', 'cpu', 'memory'],
+  together: ['builder-url', 'cache-key', 'ttl', 'snapshot-ttl', 'keep-alive', 'architecture', 'cpu', 'memory', 'start', 'wait-for-port', 'retire-previous'],
 }
 const TOGETHER_INPUTS: readonly TogetherInputName[] = ['api-url', 'token', 'builder-url', 'cache-key', 'ttl', 'snapshot-ttl', 'keep-alive', 'architecture', 'cpu', 'memory']
 
@@ -104,6 +106,12 @@ export interface RegistryCredentials {
 
 export interface Inputs {
   provider: ProviderName
+  /** What the step does: `run` (build and/or run), `preview`, `teardown`, `refresh`. */
+  mode: ModeName
+  /** Mode preview or teardown: the preview's settings (which PR comes from the event). */
+  preview?: PreviewInputs
+  /** Mode refresh. */
+  refresh?: RefreshInputs
   /** Base URL without a trailing slash. */
   apiUrl: string
   token: string
@@ -324,10 +332,16 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
   const registryPassword = core.getInput('registry-password')
   if (registryPassword) core.setSecret(registryPassword)
   const secrets = parseSecrets(core.getInput('secrets'))
+  const githubToken = core.getInput('github-token')
+  if (githubToken) core.setSecret(githubToken)
+  const modes = parseModeInputs(Object.fromEntries(MODE_INPUT_NAMES.map((name) => [name, core.getInput(name)])))
   refuseOtherProvidersInputs(provider)
 
   if (!token) {
-    throw new InputError('token', `is required: set the token input (e.g. token: \${{ secrets.${tokenEnv} }}) or the ${tokenEnv} environment variable`)
+    throw new MissingTokenError(
+      `is required: set the token input (e.g. token: \${{ secrets.${tokenEnv} }}) or the ${tokenEnv} environment variable`,
+      modes.failOnMissingToken,
+    )
   }
   let together: TogetherSettings | undefined
   let apiUrl: string
@@ -401,8 +415,11 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
     : undefined
 
   const runs = core.getInput('runs')
+  if (modes.mode !== 'run') checkModeShape(modes.mode, { command, runs, shards: core.getInput('shards'), build, image, imageValue, tag, upload })
   let run: RunInputs | undefined
-  if (command || runs) {
+  if (modes.mode !== 'run') {
+    // No command: what a preview starts is `start`, with the same env and cwd.
+  } else if (command || runs) {
     if (!image && !build) {
       throw new InputError('image', 'is required to run a command: an image UUID, tag:NAME, a registry reference, or set dockerfile to build one')
     }
@@ -428,6 +445,9 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
 
   return {
     provider,
+    mode: modes.mode,
+    ...(modes.preview ? { preview: modes.preview } : {}),
+    ...(modes.refresh ? { refresh: modes.refresh } : {}),
     apiUrl,
     token,
     ...(together ? { together } : {}),
@@ -447,6 +467,32 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
     deadlineSeconds,
     outputLimitBytes,
     workspace,
+  }
+}
+
+/**
+ * What each mode needs and refuses, so a step that mixes them fails before anything remote is made:
+ * a preview builds (or takes) an image and starts `start`, never `run`; a teardown builds nothing;
+ * a refresh follows one registry image under one name.
+ */
+function checkModeShape(
+  mode: Exclude<ModeName, 'run'>,
+  given: { command: string; runs: string; shards: string; build: BuildInputs | undefined; image: ImageSpec | undefined; imageValue: string; tag: string | undefined; upload: UploadInputs | undefined },
+): void {
+  for (const [name, value] of [['run', given.command], ['runs', given.runs], ['shards', given.shards]] as const) {
+    if (value) throw new InputError(name, `has no meaning with mode ${mode}${mode === 'preview' ? ': a preview runs `start` (a command left running)' : ''}`)
+  }
+  if (given.upload && mode !== 'teardown') throw new InputError('upload', `has no meaning with mode ${mode}`)
+  if (mode === 'preview' && given.tag) throw new InputError('tag', 'has no meaning with mode preview: the preview is named by preview-name (default pr-<number>)')
+  if (mode === 'preview' && !given.build && !given.image) {
+    throw new InputError('dockerfile', 'is required with mode preview (or image): the preview runs what it builds')
+  }
+  if (mode === 'refresh') {
+    if (given.build) throw new InputError('dockerfile', 'has no meaning with mode refresh: a refresh follows a registry image (image: docker.io/library/python:3.12); a Dockerfile build on a schedule is mode run, which rebuilds only what changed')
+    if (!given.image || given.image.kind !== 'registry') {
+      throw new InputError('image', `with mode refresh must be a registry reference that names its registry (e.g. docker.io/library/python:3.12)${given.imageValue ? `, not "${given.imageValue}"` : ''}`)
+    }
+    if (!given.tag) throw new InputError('tag', 'is required with mode refresh: the name (ConTree tag, Together alias) that is moved to the new image')
   }
 }
 

@@ -66,6 +66,15 @@ export function imageConfigKeys(scope: ServiceScope, imageUuid: string): CacheKe
   return keysUnder(`${PREFIX}-config-${scopeId(scope)}-${imageUuid.toLowerCase().replace(/[^0-9a-f-]/g, '')}`)
 }
 
+/**
+ * What a name (a ConTree tag) following a registry reference was last moved to, and since when: the
+ * memory of a scheduled refresh where the service itself keeps none. One entry per (account, name,
+ * reference), the newest found by prefix.
+ */
+export function refreshKeys(scope: ServiceScope, name: string, reference: string): CacheKeys {
+  return keysUnder(`${PREFIX}-refresh-${scopeId(scope)}-${digest([name, reference]).slice(0, 32)}`)
+}
+
 /** True when a restored entry is this exact result (not merely the latest build of the same Dockerfile). */
 export function isExactMatch(keys: CacheKeys, matchedKey: string): boolean {
   return matchedKey.startsWith(keys.restorePrefixes[0] as string)

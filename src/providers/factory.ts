@@ -55,6 +55,7 @@ export function createCleanupProvider(work: LiveWork, token: string): Provider {
 function cleanupInputs(work: LiveWork, token: string): Inputs {
   return {
     provider: 'contree',
+    mode: 'run',
     apiUrl: work.endpoint,
     token,
     ...(work.project ? { project: work.project } : {}),

@@ -147,6 +147,8 @@ export interface PreparedImage {
   outputs: Record<string, string>
   /** What a command in this image starts with when the run does not say (a build's final ENV, WORKDIR, USER). */
   defaults?: { env: Record<string, string>; cwd: string; uid: number; gid: number }
+  /** The registry manifest digest a registry image was made from (`digest` may be derived from it). */
+  upstreamDigest?: string
 }
 
 export interface RunRequest {
@@ -190,6 +192,63 @@ export interface RunOutcome {
   notices?: string[]
 }
 
+/** Which pull request's preview, as tags and names on the service record it. */
+export interface PreviewTarget {
+  /** The preview's name: the ConTree tag, the Together `preview` tag, the comment's marker. */
+  name: string
+  pullRequest: number
+  /** `owner/name`. */
+  repository: string
+}
+
+export interface PreviewRequest extends PreviewTarget {
+  /** The commit the preview is built from (the PR head). */
+  commit: string
+  /** Together: the sandbox's lifetime on the service. */
+  ttlSeconds?: number
+  /** A command started in the preview and left running (a server). */
+  start?: { command: string; env: Record<string, string>; cwd?: string }
+  /** A TCP port that must be open before the preview counts as up. */
+  waitForPort?: number
+  /** Bound on bringing the new preview up: its start, the start command, the port. */
+  deadlineMs: number
+}
+
+/** One thing on the service that makes up a preview: a running sandbox, or a name an image holds. */
+export interface PreviewPart {
+  /** For people: "sandbox", "tag". */
+  what: string
+  id: string
+}
+
+export interface PreviewOutcome {
+  /** What now makes up the preview. */
+  parts: PreviewPart[]
+  imageId?: string
+  snapshotId?: string
+  sandboxId?: string
+  /** When the service ends it by itself. */
+  expiresAt?: Date
+  ports: Array<{ port: number }>
+  /** Commands that reach it (the service's own CLI), never an invented URL. */
+  reach: string
+  /** Earlier previews of the PR this one replaced (ended, or their name taken away). */
+  replaced: PreviewPart[]
+  /** Earlier previews that could not be ended (their ttl still ends them); for a warning. */
+  leftBehind: string[]
+  /** Step outputs, e.g. sandbox-id. */
+  outputs: Record<string, string>
+}
+
+/** What a name (ConTree tag, Together alias) points at, and the upstream digest it was made from. */
+export interface NamedImage {
+  id: string
+  /** The registry manifest digest it was made from; undefined when nobody recorded it. */
+  upstreamDigest?: string
+  /** Since when the name has pointed at an image of that digest. */
+  since?: Date
+}
+
 export interface Provider {
   readonly name: ProviderName
   /** The service's base URL, for summaries. */
@@ -200,4 +259,29 @@ export interface Provider {
   cancel(work: LiveWork, timeoutMs: number): Promise<string>
   /** For post: is this work still alive? null when the service cannot tell. */
   isAlive(work: LiveWork, signal: AbortSignal): Promise<boolean | null>
+
+  // PR previews (mode preview / teardown). A provider without them cannot keep previews.
+  /**
+   * Brings up the PR's preview from `image` and only then retires the earlier ones (found on the
+   * service, not remembered). A signal before the new preview is up leaves the earlier one as it was
+   * and nothing half-made behind.
+   */
+  replacePreview?(image: PreparedImage, request: PreviewRequest, ctx: ProviderContext): Promise<PreviewOutcome>
+  /** Every part of the PR's previews the service still holds. */
+  findPreviews?(target: PreviewTarget, signal: AbortSignal): Promise<PreviewPart[]>
+  /** Removes one part; already gone is no error ('gone'). Bounded by `timeoutMs`. */
+  removePreview?(target: PreviewTarget, part: PreviewPart, timeoutMs: number): Promise<'removed' | 'gone'>
+
+  // Names that follow an upstream image (mode refresh).
+  /** What `name` points at now, with the upstream digest of `reference` it was made from when known. */
+  findNamed?(name: string, reference: string, signal: AbortSignal): Promise<NamedImage | null>
+  /**
+   * Points `name` at `image` (or at a copy of it, where the service allows one name per image); never
+   * leaves the name pointing nowhere on the way. Returns what holds it now and what held it before.
+   */
+  moveName?(name: string, image: PreparedImage, ctx: ProviderContext): Promise<{ holderId: string; previousId: string | null }>
+  /** Remembers that `name` now holds an image of `upstreamDigest` (where the service itself cannot tell). */
+  recordNamed?(name: string, reference: string, named: NamedImage, signal: AbortSignal): Promise<void>
+  /** Retires an image no name needs any more (Together: the snapshot); resolves to what happened. */
+  retireImage?(id: string, signal: AbortSignal): Promise<string>
 }

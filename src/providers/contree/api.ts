@@ -187,6 +187,16 @@ export class ContreeApi {
   }
 
   /**
+   * Takes `tag` away from the image (`DELETE …/tag?tag=`), which then carries none. 204 whether or not
+   * it held that tag; null when the image itself does not exist.
+   */
+  async untagImage(uuid: string, tag: string, signal?: AbortSignal): Promise<'untagged' | null> {
+    const res = await this.http.request({ method: 'DELETE', path: `/v1/images/${seg(uuid)}/tag`, query: { tag }, accept: [404], ...withSignal(signal) })
+    await res.dump()
+    return res.status === 404 ? null : 'untagged'
+  }
+
+  /**
    * Opens the SSE event stream. Statuses other than 2xx are thrown as HttpError (never retried
    * here): the follower decides between reconnecting, polling and failing.
    */

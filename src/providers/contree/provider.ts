@@ -11,12 +11,27 @@ import { parseImage, type Inputs } from '../../inputs.ts'
 import { inLogGroup } from '../../operation-group.ts'
 import { say } from '../../output/say.ts'
 import { StreamTally } from '../../stream-tally.ts'
-import type { ImageRequest, LiveWork, LiveWorkRegistry, PreparedImage, Provider, ProviderContext, RunOutcome, RunRequest } from '../types.ts'
+import type {
+  ImageRequest,
+  LiveWork,
+  LiveWorkRegistry,
+  NamedImage,
+  PreparedImage,
+  PreviewOutcome,
+  PreviewPart,
+  PreviewRequest,
+  PreviewTarget,
+  Provider,
+  ProviderContext,
+  RunOutcome,
+  RunRequest,
+} from '../types.ts'
 import { envRecord, type ImageConfig } from '../../image/image-config.ts'
 import { buildImage } from './build/executor.ts'
 import { UserDbCache } from './build/step.ts'
 import { EMPTY_USER_DB, needsUserDb, resolveUser } from './build/users.ts'
 import { prepareNamedImage, resolveImage, type ImageContext, type PreparedImage as ContreeImage } from './images.ts'
+import { findNamedTag, findPreviewTag, nameImage, recordNamedTag, removePreviewTag, replacePreview, type NamingDeps } from './preview.ts'
 import { ContreeService } from './service.ts'
 import { toSandboxFiles } from './service-types.ts'
 
@@ -77,6 +92,8 @@ export class ContreeProvider implements Provider {
         ...(image.tag ? { tag: image.tag } : {}),
         outputs: { 'image-uuid': image.uuid },
         ...(defaults ? { defaults } : {}),
+        // An import's digest is the registry's manifest digest itself.
+        ...(request.kind === 'image' && image.digest ? { upstreamDigest: image.digest } : {}),
       }
     } finally {
       // Imports and a build's step table are part of the step's report, also when they failed.
@@ -155,5 +172,34 @@ export class ContreeProvider implements Provider {
 
   isAlive(work: LiveWork, signal: AbortSignal): Promise<boolean | null> {
     return this.service.isAlive(work, signal)
+  }
+
+  replacePreview(image: PreparedImage, request: PreviewRequest, ctx: ProviderContext): Promise<PreviewOutcome> {
+    return replacePreview(this.naming(), image.id, request, ctx)
+  }
+
+  findPreviews(target: PreviewTarget, signal: AbortSignal): Promise<PreviewPart[]> {
+    return findPreviewTag(this.service.api, target, signal)
+  }
+
+  removePreview(target: PreviewTarget, part: PreviewPart, timeoutMs: number): Promise<'removed' | 'gone'> {
+    return removePreviewTag(this.service.api, target, part, timeoutMs)
+  }
+
+  findNamed(name: string, reference: string, signal: AbortSignal): Promise<NamedImage | null> {
+    return findNamedTag(this.service.api, this.cache, name, reference, signal)
+  }
+
+  async moveName(name: string, image: PreparedImage, ctx: ProviderContext): Promise<{ holderId: string; previousId: string | null }> {
+    const { holder, previous } = await nameImage(this.naming(), name, image.id, ctx)
+    return { holderId: holder, previousId: previous }
+  }
+
+  recordNamed(name: string, reference: string, named: NamedImage, signal: AbortSignal): Promise<void> {
+    return recordNamedTag(this.cache, name, reference, named, signal)
+  }
+
+  private naming(): NamingDeps {
+    return { api: this.service.api, run: (request, sink, options) => this.service.run(request, sink, options) }
   }
 }

@@ -9,7 +9,7 @@ import { HttpError, RequestTimeoutError } from '../../http/errors.ts'
 import { RetryPolicy } from '../../http/retry.ts'
 import type { Sleep } from '../../http/sleep.ts'
 import { idempotentPost } from './idempotent-post.ts'
-import type { CreateExecBody, ExecItem, FileInfo, PortsList } from './wire.ts'
+import type { CreateExecBody, ExecItem, ExecOutputFrame, FileInfo, PortsList } from './wire.ts'
 
 export interface AgentClientOptions {
   url: string
@@ -134,6 +134,12 @@ export class AgentClient {
       if ((await this.fileStat(path, signal))?.isDir) return 'existed'
       throw error
     }
+  }
+
+  /** The exec's buffered output so far (a snapshot, not a stream): for a command left running. */
+  async execFrames(id: string, signal?: AbortSignal): Promise<ExecOutputFrame[]> {
+    const res = await this.http.request({ method: 'GET', path: `/api/v1/execs/${seg(id)}/io`, ...withSignal(signal) })
+    return res.json<ExecOutputFrame[]>()
   }
 
   async listPorts(signal?: AbortSignal): Promise<PortsList> {

@@ -22,6 +22,8 @@ export interface TogetherApiOptions {
 /** Cancels run inside the SIGINT grace window: a couple of quick tries, never the full ladder. */
 const CANCEL_RETRY_DELAYS_MS = [200, 500]
 const CANCEL_MAX_ATTEMPTS = 3
+/** Pages of 100 read by a full listing before it gives up. */
+const MAX_PAGES = 50
 
 export type TerminateResult = 'terminating' | 'already-ended' | 'not-found'
 
@@ -83,10 +85,37 @@ export class TogetherApi {
   }
 
   async findSandboxes(tags: Tags, opts: { statuses?: SandboxStatus[]; limit?: number; signal?: AbortSignal } = {}): Promise<Sandbox[]> {
+    return (await this.sandboxPage(tags, opts)).data ?? []
+  }
+
+  /**
+   * Every sandbox carrying all `tags`, page by page along `next_cursor` (a preview's sandboxes must
+   * all be found, however many there are). Bounded, so a server that never ends the list cannot loop.
+   */
+  async allSandboxes(tags: Tags, opts: { signal?: AbortSignal } = {}): Promise<Sandbox[]> {
+    const found: Sandbox[] = []
+    let cursor: string | undefined
+    for (let page = 0; page < MAX_PAGES; page++) {
+      const { data, next_cursor } = await this.sandboxPage(tags, { limit: 100, ...(cursor ? { cursor } : {}), ...opts })
+      found.push(...(data ?? []))
+      if (!next_cursor) return found
+      cursor = next_cursor
+    }
+    throw new Error(`more than ${MAX_PAGES * 100} sandboxes carry the tags ${JSON.stringify(tags)}; not reading further`)
+  }
+
+  private async sandboxPage(tags: Tags, opts: { statuses?: SandboxStatus[]; limit?: number; cursor?: string; signal?: AbortSignal }): Promise<Page<Sandbox>> {
     // `statuses[]` is form-exploded; one status fits the client's query map, more are not needed here.
     const status = opts.statuses?.length === 1 ? { 'statuses[]': opts.statuses[0] } : {}
-    const res = await this.http.request({ method: 'GET', path: '/sandboxes', query: { ...tagQuery(tags), ...status, limit: opts.limit ?? 20 }, ...withSignal(opts.signal) })
-    return (await res.json<Page<Sandbox>>()).data ?? []
+    const query = { ...tagQuery(tags), ...status, limit: opts.limit ?? 20, ...(opts.cursor ? { cursor: opts.cursor } : {}) }
+    const res = await this.http.request({ method: 'GET', path: '/sandboxes', query, ...withSignal(opts.signal) })
+    return res.json<Page<Sandbox>>()
+  }
+
+  /** No new sandboxes from it; the service deletes it once nothing uses it. Retiring twice is harmless. */
+  async retireSnapshot(id: string, signal?: AbortSignal): Promise<Snapshot> {
+    const res = await this.http.request({ method: 'POST', path: `/snapshots/${seg(id)}/retire`, retry: idempotentPost(this.retry), ...withSignal(signal) })
+    return res.json<Snapshot>()
   }
 
   /** Returns once the sandbox is settled, or when the service's own wait ends: check what came back. */

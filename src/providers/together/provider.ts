@@ -12,7 +12,20 @@ import { say } from '../../output/say.ts'
 import { formatReference, InvalidReferenceError, parseReference } from '../../image/reference.ts'
 import { resolveManifestDigest, type RegistryTransport } from '../../image/resolve-digest.ts'
 import { createRegistryTransport } from '../../image/registry-transport.ts'
-import type { ImageRequest, LiveWork, PreparedImage, Provider, ProviderContext, RunOutcome, RunRequest } from '../types.ts'
+import type {
+  ImageRequest,
+  LiveWork,
+  NamedImage,
+  PreparedImage,
+  PreviewOutcome,
+  PreviewPart,
+  PreviewRequest,
+  PreviewTarget,
+  Provider,
+  ProviderContext,
+  RunOutcome,
+  RunRequest,
+} from '../types.ts'
 import { AgentClient } from './agent.ts'
 import { TogetherApi } from './api.ts'
 import { TogetherBuilder } from './builder.ts'
@@ -23,8 +36,10 @@ import { buildDigest, findBaseReferences, imageDigest, resolveBaseDigests } from
 import { cutAfterTarget } from './dockerfile-target.ts'
 import type { TogetherSettings } from './inputs.ts'
 import { runRemoteBuild } from './remote-build.ts'
+import { findAliased } from './named.ts'
+import { findPreviewSandboxes, removePreviewSandbox, replacePreview } from './preview.ts'
 import { runInSandbox } from './sandbox-run.ts'
-import { findByDigest, findExisting, registerSnapshot, TAG_COMMIT, TAG_REPOSITORY, TAG_SOURCE } from './snapshots.ts'
+import { findByDigest, findExisting, registerSnapshot, TAG_COMMIT, TAG_MANIFEST, TAG_REPOSITORY, TAG_SOURCE } from './snapshots.ts'
 import type { Sandbox, Tags } from './wire.ts'
 
 export interface TogetherProviderOptions {
@@ -156,6 +171,50 @@ export class TogetherProvider implements Provider {
     }
   }
 
+  async replacePreview(image: PreparedImage, request: PreviewRequest, ctx: ProviderContext): Promise<PreviewOutcome> {
+    const outcome = await replacePreview(
+      image.id,
+      { ...request, ...(request.ttlSeconds === undefined && this.settings.ttlSeconds !== undefined ? { ttlSeconds: this.settings.ttlSeconds } : {}) },
+      ctx,
+      { api: this.api, agentFor: (sandbox) => this.agentFor(sandbox), endpoint: this.settings.apiUrl },
+      {
+        cpu: this.settings.cpu,
+        memoryBytes: this.settings.memoryBytes,
+        cleanupTimeoutMs: this.options.cleanupTimeoutMs ?? DEFAULT_CLEANUP_TIMEOUT_MS,
+        ...(this.options.sleep ? { sleep: this.options.sleep } : {}),
+      },
+    )
+    return { ...outcome, outputs: { ...image.outputs, ...outcome.outputs } }
+  }
+
+  findPreviews(target: PreviewTarget, signal: AbortSignal): Promise<PreviewPart[]> {
+    return findPreviewSandboxes(target, this.api, signal)
+  }
+
+  async removePreview(_target: PreviewTarget, part: PreviewPart, timeoutMs: number): Promise<'removed' | 'gone'> {
+    if (part.what !== 'sandbox') throw new Error(`internal: a Together preview has no ${part.what}`)
+    return removePreviewSandbox(part.id, this.api, timeoutMs)
+  }
+
+  findNamed(name: string, reference: string, signal: AbortSignal): Promise<NamedImage | null> {
+    return findAliased(this.api, name, reference, signal)
+  }
+
+  /** An alias upsert repoints it in one request, so the name never points nowhere. */
+  async moveName(name: string, image: PreparedImage, ctx: ProviderContext): Promise<{ holderId: string; previousId: string | null }> {
+    const previous = await this.api.getSnapshotByAlias(name, ctx.signal)
+    if (previous?.id !== image.id) await this.api.aliasSnapshot(image.id, name, ctx.signal)
+    return { holderId: image.id, previousId: previous?.id ?? null }
+  }
+
+  async retireImage(id: string, signal: AbortSignal): Promise<string> {
+    const snapshot = await this.api.getSnapshot(id, signal)
+    if (snapshot === null) return `snapshot ${id} no longer exists`
+    if (snapshot.retired_at !== null) return `snapshot ${id} was already retired`
+    await this.api.retireSnapshot(id, signal)
+    return `snapshot ${id} retired`
+  }
+
   private async fromDockerfile(request: Extract<ImageRequest, { kind: 'build' }>, ctx: ProviderContext): Promise<PreparedImage> {
     const name = path.relative(this.options.workspace, request.dockerfile).split(path.sep).join('/') || 'Dockerfile'
     const original = await readFile(request.dockerfile, 'utf8')
@@ -219,9 +278,10 @@ export class TogetherProvider implements Provider {
     return this.snapshotOf(
       {
         digest: manifest ? imageDigest(formatReference(ref), manifest, this.settings.architecture) : undefined,
+        ...(manifest ? { upstreamDigest: manifest } : {}),
         noCache: request.noCache,
         what: ref.original,
-        tags: { [TAG_SOURCE]: truncateTag(`image:${formatReference(ref)}`) },
+        tags: { [TAG_SOURCE]: truncateTag(`image:${formatReference(ref)}`), ...(manifest ? { [TAG_MANIFEST]: manifest } : {}) },
         deadlineMs: request.deadlineMs,
         tree: dockerfileOnlyTree(`FROM ${from}\n`),
         buildArgs: {},
@@ -232,7 +292,7 @@ export class TogetherProvider implements Provider {
 
   /** The snapshot for a digest: found again when it exists, else built and registered. */
   private async snapshotOf(
-    spec: { digest: string | undefined; noCache: boolean; what: string; tags: Tags; deadlineMs: number | undefined; tree: ContextTree; buildArgs: Record<string, string>; cacheKey?: string },
+    spec: { digest: string | undefined; upstreamDigest?: string; noCache: boolean; what: string; tags: Tags; deadlineMs: number | undefined; tree: ContextTree; buildArgs: Record<string, string>; cacheKey?: string },
     ctx: ProviderContext,
   ): Promise<PreparedImage> {
     const outputs: Record<string, string> = spec.digest ? { digest: spec.digest } : {}
@@ -241,7 +301,7 @@ export class TogetherProvider implements Provider {
       if (existing) {
         say(`${spec.what} is unchanged (digest ${spec.digest.slice(0, 12)}): snapshot ${existing.id} is reused; nothing is built.`)
         await this.applyAlias(existing.id, ctx)
-        return { id: existing.id, digest: spec.digest, cacheHit: true, outputs: { ...outputs, 'snapshot-id': existing.id } }
+        return { id: existing.id, digest: spec.digest, cacheHit: true, ...upstream(spec.upstreamDigest), outputs: { ...outputs, 'snapshot-id': existing.id } }
       }
     }
     const built = await runRemoteBuild(
@@ -279,7 +339,7 @@ export class TogetherProvider implements Provider {
     )
     say(`Registered snapshot ${snapshot.id} (${built.imageRef}).`)
     await this.applyAlias(snapshot.id, ctx)
-    return { id: snapshot.id, ...(spec.digest ? { digest: spec.digest } : {}), cacheHit: false, outputs: { ...outputs, 'snapshot-id': snapshot.id, 'image-ref': built.imageRef, 'build-id': built.buildId } }
+    return { id: snapshot.id, ...(spec.digest ? { digest: spec.digest } : {}), cacheHit: false, ...upstream(spec.upstreamDigest), outputs: { ...outputs, 'snapshot-id': snapshot.id, 'image-ref': built.imageRef, 'build-id': built.buildId } }
   }
 
   private async applyAlias(snapshotId: string, ctx: ProviderContext): Promise<void> {
@@ -331,6 +391,10 @@ export class TogetherProvider implements Provider {
     this.registryTransport ??= this.options.registryTransport ?? createRegistryTransport()
     return this.registryTransport
   }
+}
+
+function upstream(digest: string | undefined): { upstreamDigest?: string } {
+  return digest ? { upstreamDigest: digest } : {}
 }
 
 /** Tag values are free text; long ones are cut, as they are for reading, not lookups. */

@@ -16,6 +16,8 @@ export const TAG_REQUEST = 'sandbox-action.request'
 export const TAG_REPOSITORY = 'sandbox-action.repository'
 export const TAG_COMMIT = 'sandbox-action.commit'
 export const TAG_SOURCE = 'sandbox-action.source'
+/** The registry manifest digest a snapshot of a registry image was made from (what a refresh compares). */
+export const TAG_MANIFEST = 'sandbox-action.manifest'
 
 const SNAPSHOT_UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 
