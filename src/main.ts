@@ -14,6 +14,7 @@ import type { FanoutTask } from './fanout/plan.ts'
 import { runMany } from './fanout/run-many.ts'
 import { renderFanoutSummary } from './fanout/summary.ts'
 import { getInputs, type Inputs } from './inputs.ts'
+import { runRefresh } from './modes/refresh.ts'
 import { judge } from './outcome.ts'
 import { deferDebug, flushDebug } from './output/deferred-debug.ts'
 import { RemoteLog, reportFailure } from './output/remote-log.ts'
@@ -83,10 +84,14 @@ export async function run(deps: MainDeps = { exit: (code) => void exitAfterFlush
 
   let failure: { error: unknown } | undefined
   try {
-    const image = await provider.prepareImage(imageRequest(inputs), ctx)
-    setImageOutputs(image)
-    if (inputs.fanout) await runFanout(inputs, provider, image, ctx, registry, cancelRemote)
-    else if (inputs.run) await runCommand(inputs, provider, image, ctx)
+    if (inputs.mode === 'refresh') {
+      await runRefresh(inputs, provider, ctx)
+    } else {
+      const image = await provider.prepareImage(imageRequest(inputs), ctx)
+      setImageOutputs(image)
+      if (inputs.fanout) await runFanout(inputs, provider, image, ctx, registry, cancelRemote)
+      else if (inputs.run) await runCommand(inputs, provider, image, ctx)
+    }
   } catch (error) {
     failure = { error }
   }
