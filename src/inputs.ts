@@ -416,6 +416,10 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
 
   const runs = core.getInput('runs')
   if (modes.mode !== 'run') checkModeShape(modes.mode, { command, runs, shards: core.getInput('shards'), build, image, imageValue, tag, upload })
+  if (modes.mode === 'refresh' && provider === 'contree' && !parseBoolean('cache')) {
+    // ConTree images carry no labels: without the record, every night would import again and report a change.
+    throw new InputError('cache', 'must stay true with mode refresh on ConTree: the Actions cache is where the refresh remembers which digest the tag was made from')
+  }
   let run: RunInputs | undefined
   if (modes.mode !== 'run') {
     // No command: what a preview starts is `start`, with the same env and cwd.

@@ -45,6 +45,7 @@ describe('mode refresh inputs', () => {
     [{ shards: '3' }, /Input 'shards'.*no meaning with mode refresh/],
     [{ 'pr-number': '7' }, /Input 'pr-number'.*mode preview/],
     [{ 'retire-previous': 'true' }, /Input 'retire-previous'/],
+    [{ cache: 'false' }, /Input 'cache'.*must stay true with mode refresh on ConTree/],
   ])('refuses %o on ConTree, naming the input', (extra, message) => {
     setInputs({ ...contree, ...extra })
     expect(() => getInputs()).toThrow(message)
