@@ -211,6 +211,9 @@ export class TogetherProvider implements Provider {
     const snapshot = await this.api.getSnapshot(id, signal)
     if (snapshot === null) return `snapshot ${id} no longer exists`
     if (snapshot.retired_at !== null) return `snapshot ${id} was already retired`
+    // Another name still starts sandboxes from it: retiring would break that name, so it stays.
+    const aliases = (await this.api.snapshotAliases(id, signal)) ?? []
+    if (aliases.length > 0) return `snapshot ${id} kept: the alias(es) ${aliases.map((a) => a.alias).join(', ')} still point at it`
     await this.api.retireSnapshot(id, signal)
     return `snapshot ${id} retired`
   }
