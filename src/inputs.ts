@@ -477,7 +477,7 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
 /**
  * What each mode needs and refuses, so a step that mixes them fails before anything remote is made:
  * a preview builds (or takes) an image and starts `start`, never `run`; a teardown builds nothing;
- * a refresh follows one registry image under one name.
+ * a refresh follows one registry image (or one Dockerfile) under one name.
  */
 function checkModeShape(
   mode: Exclude<ModeName, 'run'>,
@@ -492,9 +492,9 @@ function checkModeShape(
     throw new InputError('dockerfile', 'is required with mode preview (or image): the preview runs what it builds')
   }
   if (mode === 'refresh') {
-    if (given.build) throw new InputError('dockerfile', 'has no meaning with mode refresh: a refresh follows a registry image (image: docker.io/library/python:3.12); a Dockerfile build on a schedule is mode run, which rebuilds only what changed')
-    if (!given.image || given.image.kind !== 'registry') {
-      throw new InputError('image', `with mode refresh must be a registry reference that names its registry (e.g. docker.io/library/python:3.12)${given.imageValue ? `, not "${given.imageValue}"` : ''}`)
+    if (given.build && given.image) throw new InputError('image', 'has no meaning with dockerfile in mode refresh: a refresh follows one source, a registry image or a Dockerfile')
+    if (!given.build && (!given.image || given.image.kind !== 'registry')) {
+      throw new InputError('image', `with mode refresh must be a registry reference that names its registry (e.g. docker.io/library/python:3.12), or set dockerfile${given.imageValue ? `; not "${given.imageValue}"` : ''}`)
     }
     if (!given.tag) throw new InputError('tag', 'is required with mode refresh: the name (ConTree tag, Together alias) that is moved to the new image')
   }

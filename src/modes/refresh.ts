@@ -3,8 +3,11 @@
  * as a nightly workflow does. The upstream digest is resolved once and compared with the one the name's
  * image was made from: unchanged costs that one manifest request and nothing else; changed imports
  * (or builds) the new image first and moves the name only once it exists, so a cancelled or failed
- * refresh leaves the name on the previous image. Vendor-free: the provider finds, moves and retires.
+ * refresh leaves the name on the previous image. A Dockerfile is refreshed through its build: the build
+ * digest covers its FROM images' digests, so an unchanged base builds nothing (every step from the
+ * cache) and the name stays. Vendor-free: the provider finds, builds, moves and retires.
  */
+import * as path from 'node:path'
 import * as core from '@actions/core'
 import { errorMessage } from '../errors.ts'
 import type { Inputs } from '../inputs.ts'
@@ -14,7 +17,7 @@ import { resolveManifestDigest, type RegistryTransport, type ResolveOptions } fr
 import { escapeMarkdownInline } from '../output/markdown-escape.ts'
 import { say, warn } from '../output/say.ts'
 import { codeCell } from '../output/summary.ts'
-import type { NamedImage, PreparedImage, Provider, ProviderContext } from '../providers/types.ts'
+import type { ImageRequest, NamedImage, PreparedImage, Provider, ProviderContext } from '../providers/types.ts'
 
 export interface RefreshDeps {
   /** The registry transport (tests count requests on it); the action's own one otherwise. */
@@ -42,49 +45,63 @@ export interface RefreshResult {
 
 export async function runRefresh(inputs: Inputs, provider: Provider, ctx: ProviderContext, deps: RefreshDeps = {}): Promise<RefreshResult> {
   const name = inputs.tag
-  const spec = inputs.image
-  if (!name || spec?.kind !== 'registry' || !inputs.refresh) throw new Error('internal: mode refresh without its tag, registry image or settings')
-  const { findNamed, moveName } = provider
-  if (!findNamed || !moveName) throw new Error(`The ${provider.name} provider cannot keep a name on a refreshed image.`)
-  const reference = spec.reference
+  if (!name || !inputs.refresh) throw new Error('internal: mode refresh without its tag or settings')
+  const { findNamed } = provider
+  if (!findNamed || !provider.moveName) throw new Error(`The ${provider.name} provider cannot keep a name on a refreshed image.`)
   const now = deps.now ?? (() => new Date())
 
-  const named = await findNamed.call(provider, name, reference, ctx.signal)
-  const digest = await resolveUpstream(parseReference(reference), inputs, deps.transport ?? createRegistryTransport(), ctx.signal)
-
   let result: RefreshResult
-  if (named?.upstreamDigest === digest) {
-    result = { changed: false, name, reference, digest, previousDigest: digest, imageId: named.id, previousImageId: named.id, ...(named.since ? { since: named.since } : {}) }
-    say(`${reference} is still ${digest}: ${name} stays on ${named.id}, unchanged since ${formatSince(named.since)}. Nothing was imported or built.`)
+  if (inputs.build) {
+    const { dockerfile, context, buildArgs, target } = inputs.build
+    const reference = `dockerfile:${path.relative(inputs.workspace, dockerfile).split(path.sep).join('/') || 'Dockerfile'}${target ? `#${target}` : ''}`
+    const named = await findNamed.call(provider, name, reference, ctx.signal)
+    const request: ImageRequest = { kind: 'build', dockerfile, context, buildArgs, ...(target ? { target } : {}), noCache: inputs.noCache, deadlineMs: inputs.deadlineSeconds * 1000, unnamed: true }
+    result = await prepareAndMove(inputs, provider, ctx, request, { name, reference, named, now })
   } else {
-    say(
-      named
-        ? `${reference} is now ${digest}; ${name} points at ${named.id}${named.upstreamDigest ? `, made from ${named.upstreamDigest}` : ', made from a digest nobody recorded'}.`
-        : `${reference} is ${digest}; no image is named ${name} yet.`,
-    )
-    result = await moveToNewImage(inputs, provider, ctx, { name, reference, digest, named, now })
+    const spec = inputs.image
+    if (spec?.kind !== 'registry') throw new Error('internal: mode refresh without a registry image or a Dockerfile')
+    const reference = spec.reference
+    const named = await findNamed.call(provider, name, reference, ctx.signal)
+    const digest = await resolveUpstream(parseReference(reference), inputs, deps.transport ?? createRegistryTransport(), ctx.signal)
+    if (named?.upstreamDigest === digest) {
+      result = { changed: false, name, reference, digest, previousDigest: digest, imageId: named.id, previousImageId: named.id, ...(named.since ? { since: named.since } : {}) }
+      say(`${reference} is still ${digest}: ${name} stays on ${named.id}, unchanged since ${formatSince(named.since)}. Nothing was imported or built.`)
+    } else {
+      say(
+        named
+          ? `${reference} is now ${digest}; ${name} points at ${named.id}${named.upstreamDigest ? `, made from ${named.upstreamDigest}` : ', made from a digest nobody recorded'}.`
+          : `${reference} is ${digest}; no image is named ${name} yet.`,
+      )
+      const request: ImageRequest = { kind: 'image', reference, noCache: inputs.noCache, deadlineMs: inputs.deadlineSeconds * 1000, manifestDigest: digest, unnamed: true }
+      result = await prepareAndMove(inputs, provider, ctx, request, { name, reference, named, now, digest })
+    }
   }
   setRefreshOutputs(result)
   ctx.report.sections.push(renderRefreshSummary(result, provider))
   return result
 }
 
-async function moveToNewImage(
+/**
+ * Makes the image (unnamed), then moves the name to it. `digest` is the upstream digest of a registry
+ * image; a Dockerfile's is its build digest, known once it is prepared.
+ */
+async function prepareAndMove(
   inputs: Inputs,
   provider: Provider,
   ctx: ProviderContext,
-  at: { name: string; reference: string; digest: string; named: NamedImage | null; now: () => Date },
+  request: ImageRequest,
+  at: { name: string; reference: string; named: NamedImage | null; now: () => Date; digest?: string },
 ): Promise<RefreshResult> {
-  const { name, reference, digest, named } = at
-  const image: PreparedImage = await provider.prepareImage(
-    { kind: 'image', reference, noCache: inputs.noCache, deadlineMs: inputs.deadlineSeconds * 1000, manifestDigest: digest, unnamed: true },
-    ctx,
-  )
+  const { name, reference, named } = at
+  const image: PreparedImage = await provider.prepareImage(request, ctx)
   // A signal during the import or build: the name stays where it was (main reports the cancellation).
   ctx.signal.throwIfAborted()
+  const digest = at.digest ?? image.digest
+  if (!digest) throw new Error(`internal: the image made for ${name} has no digest`)
   const moved = await (provider.moveName as NonNullable<Provider['moveName']>).call(provider, name, image, ctx)
   const previousImageId = moved.previousId ?? undefined
-  // The name already held an image of this digest; only the record of it was missing.
+  // Unchanged: the name already held this very image (a Dockerfile whose bases did not move, or a
+  // registry image whose record was lost).
   const changed = previousImageId !== moved.holderId
   const since = changed ? at.now() : (named?.since ?? at.now())
   if (provider.recordNamed) {
@@ -95,18 +112,19 @@ async function moveToNewImage(
       warn(`Could not record that ${name} now holds an image of ${digest}: ${errorMessage(error)}`)
     }
   }
+  const previousDigest = changed ? named?.upstreamDigest : digest
   const result: RefreshResult = {
     changed,
     name,
     reference,
     digest,
-    ...(named?.upstreamDigest ? { previousDigest: named.upstreamDigest } : {}),
+    ...(previousDigest ? { previousDigest } : {}),
     imageId: moved.holderId,
     ...(previousImageId ? { previousImageId } : {}),
     ...(changed ? {} : { since }),
   }
   if (changed) say(`${name} now points at ${moved.holderId}${previousImageId ? ` (was ${previousImageId})` : ''}.`)
-  else say(`${name} already pointed at ${moved.holderId}, an image of ${digest}: unchanged.`)
+  else say(`${name} already pointed at ${moved.holderId}, an image of ${digest}: unchanged since ${formatSince(since)}.`)
   if (changed && previousImageId && inputs.refresh?.retirePrevious) result.retired = await retirePrevious(provider, previousImageId, ctx.signal)
   return result
 }

@@ -129,6 +129,8 @@ export type ImageRequest =
       noCache: boolean
       /** Bound on the whole build, from submit to a usable image. */
       deadlineMs?: number
+      /** Give it no name (no `tag` input, no alias): the caller moves the name itself once the image exists. */
+      unnamed?: boolean
     }
   /** A registry reference, e.g. docker.io/library/python:3.12. */
   | {

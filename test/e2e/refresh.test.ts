@@ -4,6 +4,9 @@
  * service's, passes through it). Unchanged costs one registry request; a new push moves the name; a
  * cancelled refresh leaves the name on the previous image.
  */
+import * as fs from 'node:fs'
+import * as os from 'node:os'
+import * as path from 'node:path'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { startCacheService } from '../emulator/cache-service.ts'
 import { startContreeEmulator } from '../emulator/contree/index.ts'
@@ -54,8 +57,8 @@ async function countedRegistry(registry: RunningRegistry): Promise<CountedRegist
   }
 }
 
-async function pushed(reg: CountedRegistry, content: string): Promise<{ digest: string; config: string }> {
-  const image = await pushImage(reg.pushUrl, 'team/base', 'stable', { 'etc/release': `${content}\n` }, { base: 'base' })
+async function pushed(reg: CountedRegistry, content: string, repository = 'team/base'): Promise<{ digest: string; config: string }> {
+  const image = await pushImage(reg.pushUrl, repository, 'stable', { 'etc/release': `${content}\n` }, { base: 'base' })
   return { digest: image.digest, config: (image.manifest as { config: { digest: string } }).config.digest }
 }
 async function push(reg: CountedRegistry, content: string): Promise<string> {
@@ -131,6 +134,39 @@ describe.skipIf(!registryAvailable() && !process.env.CI)('mode refresh', () => {
       expect(moved.outputs['image-id']).not.toBe(firstImage)
       expect(await tagHolder('base:nightly')).toBe(moved.outputs['image-id'])
       expect(moved.summary).toContain(`\`${first}\` → \`${second}\``)
+    })
+
+    it('refreshes a Dockerfile through its build: an unchanged base builds nothing and keeps the tag, a new base moves it', async () => {
+      await pushed(reg, 'df-one', 'team/dfbase')
+      const workspace = fs.mkdtempSync(path.join(os.tmpdir(), 'refresh-df-'))
+      fs.writeFileSync(path.join(workspace, 'Dockerfile'), `FROM ${reg.host}/team/dfbase:stable\nRUN cat /etc/release > /release.txt\n`)
+      const refreshDockerfile = () =>
+        runAction({ workspace, inputs: { 'api-url': emulator.url, token: TOKEN, mode: 'refresh', dockerfile: 'Dockerfile', tag: 'app:nightly' }, env: cacheService.env() })
+      const spawns = () => emulator.requests.filter((r) => r.method === 'POST' && r.path === '/v1/instances')
+
+      const first = await refreshDockerfile()
+      ok(first)
+      expect(first.outputs.changed).toBe('true')
+      const firstImage = first.outputs['image-id'] as string
+      expect(await tagHolder('app:nightly')).toBe(firstImage)
+
+      emulator.reset()
+      const same = await refreshDockerfile()
+      ok(same)
+      expect(spawns()).toHaveLength(0)
+      expect(imports()).toHaveLength(0)
+      expect(same.outputs).toMatchObject({ changed: 'false', 'image-id': firstImage, digest: first.outputs.digest, 'previous-digest': first.outputs.digest })
+      expect(same.summary).toMatch(/unchanged since \d{4}-\d\d-\d\d \d\d:\d\d UTC/)
+
+      await pushed(reg, 'df-two', 'team/dfbase')
+      emulator.reset()
+      const moved = await refreshDockerfile()
+      ok(moved)
+      expect(spawns()).toHaveLength(1)
+      expect(moved.outputs).toMatchObject({ changed: 'true', 'previous-image-id': firstImage, 'previous-digest': first.outputs.digest })
+      expect(moved.outputs.digest).not.toBe(first.outputs.digest)
+      expect(await tagHolder('app:nightly')).toBe(moved.outputs['image-id'])
+      fs.rmSync(workspace, { recursive: true, force: true })
     })
 
     it('a refresh cancelled while it imports leaves the tag on the previous image', async () => {

@@ -51,6 +51,17 @@ describe('mode refresh inputs', () => {
     expect(() => getInputs()).toThrow(message)
   })
 
+  it('reads a Dockerfile refresh, and refuses an image beside the Dockerfile', () => {
+    fs.writeFileSync(path.join(process.env.GITHUB_WORKSPACE as string, 'Dockerfile'), 'FROM docker.io/library/python:3.12\n')
+    setInputs({ ...contree, image: '', dockerfile: 'Dockerfile' })
+    const inputs = getInputs()
+    expect(inputs).toMatchObject({ mode: 'refresh', tag: 'python:nightly' })
+    expect(inputs.build?.dockerfile).toBe(path.join(process.env.GITHUB_WORKSPACE as string, 'Dockerfile'))
+    expect(inputs.image).toBeUndefined()
+    setInputs({ ...contree, dockerfile: 'Dockerfile' })
+    expect(() => getInputs()).toThrow(/Input 'image'.*follows one source/)
+  })
+
   it('refuses retire-previous outside mode refresh', () => {
     setInputs({ ...together, mode: 'run', run: 'true', 'retire-previous': 'true' })
     expect(() => getInputs()).toThrow(/Input 'retire-previous'.*mode refresh/)

@@ -64,7 +64,7 @@ interface Scripted {
   retired: string[]
 }
 
-function scripted(named: NamedImage | null, opts: { newId?: string; onPrepare?: () => void; retireFails?: boolean } = {}): Scripted {
+function scripted(named: NamedImage | null, opts: { newId?: string; newDigest?: string; onPrepare?: () => void; retireFails?: boolean } = {}): Scripted {
   const prepared: ImageRequest[] = []
   const moves: Array<{ name: string; id: string }> = []
   const records: NamedImage[] = []
@@ -77,7 +77,7 @@ function scripted(named: NamedImage | null, opts: { newId?: string; onPrepare?: 
       prepared.push(request)
       opts.onPrepare?.()
       const id = opts.newId ?? 'snap-new'
-      return { id, cacheHit: false, outputs: { 'snapshot-id': id } } satisfies PreparedImage
+      return { id, ...(opts.newDigest ? { digest: opts.newDigest } : {}), cacheHit: false, outputs: { 'snapshot-id': id } } satisfies PreparedImage
     },
     run: async () => {
       throw new Error('a refresh runs nothing')
@@ -189,6 +189,36 @@ describe('mode refresh', () => {
     const broken: RegistryTransport = { request: async () => ({ status: 404, headers: {}, text: async () => '' }) }
     await expect(runRefresh(inputs(), s.provider, context(), { transport: broken })).rejects.toThrow(/nothing was refreshed and base stays where it was/)
     expect(s.prepared).toEqual([])
+  })
+
+  describe('of a Dockerfile', () => {
+    const dockerfileInputs = (): Inputs =>
+      inputs({ image: undefined, workspace: '/ws', build: { dockerfile: '/ws/images/base.Dockerfile', context: '/ws', buildArgs: {}, target: 'runtime' } } as Partial<Inputs>)
+    const BUILD_ONE = `sha256:${'1'.repeat(64)}`
+    const BUILD_TWO = `sha256:${'2'.repeat(64)}`
+
+    it('builds unnamed (the build digest covers the FROM digests); the same image back means unchanged since the recorded date', async () => {
+      const s = scripted({ id: 'img-1', upstreamDigest: BUILD_ONE, since: SINCE }, { newId: 'img-1', newDigest: BUILD_ONE })
+      const registry = registryAt(OLD)
+      const ctx = context()
+      const result = await runRefresh(dockerfileInputs(), s.provider, ctx, { transport: registry })
+      // The provider resolves the FROM images itself, as every build does.
+      expect(registry.calls).toEqual([])
+      expect(s.prepared).toEqual([
+        { kind: 'build', dockerfile: '/ws/images/base.Dockerfile', context: '/ws', buildArgs: {}, target: 'runtime', noCache: false, deadlineMs: 600_000, unnamed: true },
+      ])
+      expect(result).toMatchObject({ changed: false, reference: 'dockerfile:images/base.Dockerfile#runtime', digest: BUILD_ONE, previousDigest: BUILD_ONE, imageId: 'img-1' })
+      expect(ctx.report.sections.join('\n')).toContain('unchanged since 2026-11-30 03:17 UTC')
+      expect(outputs()).toMatchObject({ changed: 'false', digest: BUILD_ONE })
+    })
+
+    it('a new image (its base moved) takes the name', async () => {
+      const s = scripted({ id: 'img-1', upstreamDigest: BUILD_ONE, since: SINCE }, { newId: 'img-2', newDigest: BUILD_TWO })
+      const result = await runRefresh(dockerfileInputs(), s.provider, context(), { transport: registryAt(OLD) })
+      expect(result).toMatchObject({ changed: true, digest: BUILD_TWO, previousDigest: BUILD_ONE, imageId: 'img-2', previousImageId: 'img-1' })
+      expect(s.moves).toEqual([{ name: 'base', id: 'img-2' }])
+      expect(s.records).toEqual([expect.objectContaining({ id: 'img-2', upstreamDigest: BUILD_TWO })])
+    })
   })
 
   it('says when nobody recorded since when', () => {

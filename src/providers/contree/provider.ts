@@ -78,8 +78,10 @@ export class ContreeProvider implements Provider {
 
   async prepareImage(request: ImageRequest, ctx: ProviderContext): Promise<PreparedImage> {
     const report: ImageContext['report'] = { operations: [] }
+    // Unnamed: the build and the import give no tag; the caller moves it (mode refresh).
+    const { tag: _tag, ...untagged } = this.inputs
     const imageCtx: ImageContext = {
-      inputs: this.inputs,
+      inputs: request.kind !== 'existing' && request.unnamed ? untagged : this.inputs,
       provider: this.service,
       log: ctx.log,
       signal: ctx.signal,

@@ -238,6 +238,7 @@ export class TogetherProvider implements Provider {
         tree,
         buildArgs: request.buildArgs,
         cacheKey: this.settings.cacheKey ?? defaultCacheKey(this.settings.repository, name),
+        unnamed: request.unnamed === true,
       },
       ctx,
     )
