@@ -247,6 +247,35 @@ describe.skipIf(!registryAvailable() && !process.env.CI)('mode refresh', () => {
       expect(emu.snapshots().find((s) => s.id === firstSnapshot)?.retired).toBe(true)
     })
 
+    it('refreshes a Dockerfile through its build: an unchanged base builds nothing and keeps the alias, a new base moves it', async () => {
+      await pushed(reg, 'together-df-one', 'team/tdfbase')
+      const workspace = fs.mkdtempSync(path.join(os.tmpdir(), 'refresh-tdf-'))
+      fs.writeFileSync(path.join(workspace, 'Dockerfile'), `FROM ${reg.host}/team/tdfbase:stable\nRUN cat /etc/release\n`)
+      const refreshDockerfile = () =>
+        runAction({ workspace, inputs: { provider: 'together', 'api-url': emu.apiUrl, 'builder-url': emu.builderUrl, token: emu.apiKey, mode: 'refresh', dockerfile: 'Dockerfile', tag: 'app-nightly' } })
+
+      const first = await refreshDockerfile()
+      ok(first)
+      expect(first.outputs.changed).toBe('true')
+      const firstSnapshot = first.outputs['image-id'] as string
+      expect(aliased('app-nightly')?.id).toBe(firstSnapshot)
+
+      const buildsBefore = emu.builds().length
+      const same = await refreshDockerfile()
+      ok(same)
+      expect(emu.builds()).toHaveLength(buildsBefore)
+      expect(same.outputs).toMatchObject({ changed: 'false', 'image-id': firstSnapshot, digest: first.outputs.digest })
+      expect(same.summary).toMatch(/unchanged since \d{4}-\d\d-\d\d \d\d:\d\d UTC/)
+
+      await pushed(reg, 'together-df-two', 'team/tdfbase')
+      const moved = await refreshDockerfile()
+      ok(moved)
+      expect(emu.builds()).toHaveLength(buildsBefore + 1)
+      expect(moved.outputs).toMatchObject({ changed: 'true', 'previous-image-id': firstSnapshot, 'previous-digest': first.outputs.digest })
+      expect(aliased('app-nightly')?.id).toBe(moved.outputs['image-id'])
+      fs.rmSync(workspace, { recursive: true, force: true })
+    })
+
     it('a refresh cancelled while it builds leaves the alias on the previous snapshot', async () => {
       await push(reg, 'together-cancel-one')
       const initial = await refresh('base-cancel').done
