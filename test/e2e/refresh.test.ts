@@ -169,6 +169,22 @@ describe.skipIf(!registryAvailable() && !process.env.CI)('mode refresh', () => {
       fs.rmSync(workspace, { recursive: true, force: true })
     })
 
+    it('two tags following one reference each get an image: the second one a copy, so neither takes the other', async () => {
+      await pushed(reg, 'two-names', 'team/shared')
+      const image = `${reg.host}/team/shared:stable`
+      const first = await refresh('shared:a', { image }).done
+      ok(first)
+      const second = await refresh('shared:b', { image }).done
+      ok(second)
+      expect(second.outputs['image-id']).not.toBe(first.outputs['image-id'])
+      expect(await tagHolder('shared:a')).toBe(first.outputs['image-id'])
+      expect(await tagHolder('shared:b')).toBe(second.outputs['image-id'])
+      expect(second.stdout).toContain('already carries the tag shared:a')
+      // And each one is unchanged the next night.
+      const again = await refresh('shared:b', { image }).done
+      expect(again.outputs).toMatchObject({ changed: 'false', 'image-id': second.outputs['image-id'] })
+    })
+
     it('a refresh cancelled while it imports leaves the tag on the previous image', async () => {
       await push(reg, 'cancel-one')
       const initial = await refresh('base:cancel').done
