@@ -29,15 +29,15 @@ export interface RefreshResult {
   changed: boolean
   name: string
   reference: string
-  /** The upstream manifest digest now. */
+  /** The upstream manifest digest now (a Dockerfile's: its build digest). */
   digest: string
-  /** The upstream digest the name's image was made from before; undefined when nobody recorded it. */
+  /** The digest the name's image was made from before; undefined when nobody recorded it. */
   previousDigest?: string
   /** The image the name points at now. */
   imageId: string
   /** The image it pointed at before (the same as imageId when unchanged); undefined when it named none. */
   previousImageId?: string
-  /** Unchanged: since when the name has pointed at an image of this digest. */
+  /** Unchanged: since when the name has pointed at an image of this digest (undefined: nobody recorded it). */
   since?: Date
   /** What became of the previous image when retire-previous asked for it. */
   retired?: string
