@@ -418,6 +418,10 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
 
   const runs = core.getInput('runs')
   if (modes.mode !== 'run') checkModeShape(modes.mode, { command, runs, shards: core.getInput('shards'), build, image, imageValue, tag, upload })
+  if (modes.mode === 'refresh' && provider === 'contree' && !parseBoolean('cache')) {
+    // ConTree images carry no labels: without the record, every night would import again and report a change.
+    throw new InputError('cache', 'must stay true with mode refresh on ConTree: the Actions cache is where the refresh remembers which digest the tag was made from')
+  }
   let run: RunInputs | undefined
   if (modes.mode !== 'run') {
     // No command: what a preview starts is `start`, with the same env and cwd.
@@ -479,7 +483,7 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
 /**
  * What each mode needs and refuses, so a step that mixes them fails before anything remote is made:
  * a preview builds (or takes) an image and starts `start`, never `run`; a teardown builds nothing;
- * a refresh follows one registry image under one name.
+ * a refresh follows one registry image (or one Dockerfile) under one name.
  */
 function checkModeShape(
   mode: Exclude<ModeName, 'run'>,
@@ -494,9 +498,9 @@ function checkModeShape(
     throw new InputError('dockerfile', 'is required with mode preview (or image): the preview runs what it builds')
   }
   if (mode === 'refresh') {
-    if (given.build) throw new InputError('dockerfile', 'has no meaning with mode refresh: a refresh follows a registry image (image: docker.io/library/python:3.12); a Dockerfile build on a schedule is mode run, which rebuilds only what changed')
-    if (!given.image || given.image.kind !== 'registry') {
-      throw new InputError('image', `with mode refresh must be a registry reference that names its registry (e.g. docker.io/library/python:3.12)${given.imageValue ? `, not "${given.imageValue}"` : ''}`)
+    if (given.build && given.image) throw new InputError('image', 'has no meaning with dockerfile in mode refresh: a refresh follows one source, a registry image or a Dockerfile')
+    if (!given.build && (!given.image || given.image.kind !== 'registry')) {
+      throw new InputError('image', `with mode refresh must be a registry reference that names its registry (e.g. docker.io/library/python:3.12), or set dockerfile${given.imageValue ? `; not "${given.imageValue}"` : ''}`)
     }
     if (!given.tag) throw new InputError('tag', 'is required with mode refresh: the name (ConTree tag, Together alias) that is moved to the new image')
   }

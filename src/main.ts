@@ -7,7 +7,7 @@
  */
 import * as core from '@actions/core'
 import { installCancellation, RemoteWorkRegistry, type CancelLines } from './cancel.ts'
-import { errorMessage, InputError, MissingTokenError } from './errors.ts'
+import { errorMessage, MissingTokenError } from './errors.ts'
 import { exitAfterFlush } from './exit.ts'
 import { fanoutOutputs } from './fanout/outputs.ts'
 import type { FanoutTask } from './fanout/plan.ts'
@@ -19,6 +19,7 @@ import { handleMissingToken } from './modes/missing-token.ts'
 import { eventContext } from './modes/preview-github.ts'
 import { runPreview } from './modes/preview.ts'
 import { runTeardown } from './modes/teardown.ts'
+import { runRefresh } from './modes/refresh.ts'
 import { judge } from './outcome.ts'
 import { deferDebug, flushDebug } from './output/deferred-debug.ts'
 import { RemoteLog, reportFailure } from './output/remote-log.ts'
@@ -72,18 +73,16 @@ export async function run(deps: MainDeps = { exit: (code) => void exitAfterFlush
   }
   switch (inputs.mode) {
     case 'run':
+    case 'refresh':
       return runSteps(inputs, deps)
     case 'preview':
       return runPreview(inputs, deps)
     case 'teardown':
       return runTeardown(inputs, deps)
-    case 'refresh':
-      core.setFailed(new InputError('mode', 'mode refresh is not available yet').message)
-      return
   }
 }
 
-/** mode run: prepare the image, then run the command (or a fan-out). */
+/** mode run (prepare the image, then run the command or a fan-out) and mode refresh (follow an upstream under a name). */
 async function runSteps(inputs: Inputs, deps: MainDeps): Promise<void> {
   const controller = new AbortController()
   const log = new RemoteLog()
@@ -108,10 +107,14 @@ async function runSteps(inputs: Inputs, deps: MainDeps): Promise<void> {
 
   let failure: { error: unknown } | undefined
   try {
-    const image = await provider.prepareImage(imageRequest(inputs), ctx)
-    setImageOutputs(image)
-    if (inputs.fanout) await runFanout(inputs, provider, image, ctx, registry, cancelRemote)
-    else if (inputs.run) await runCommand(inputs, provider, image, ctx)
+    if (inputs.mode === 'refresh') {
+      await runRefresh(inputs, provider, ctx)
+    } else {
+      const image = await provider.prepareImage(imageRequest(inputs), ctx)
+      setImageOutputs(image)
+      if (inputs.fanout) await runFanout(inputs, provider, image, ctx, registry, cancelRemote)
+      else if (inputs.run) await runCommand(inputs, provider, image, ctx)
+    }
   } catch (error) {
     failure = { error }
   }

@@ -140,9 +140,20 @@ export type ImageRequest =
       noCache: boolean
       /** Bound on the whole build, from submit to a usable image. */
       deadlineMs?: number
+      /** Give it no name (no `tag` input, no alias): the caller moves the name itself once the image exists. */
+      unnamed?: boolean
     }
   /** A registry reference, e.g. docker.io/library/python:3.12. */
-  | { kind: 'image'; reference: string; noCache: boolean; deadlineMs?: number }
+  | {
+      kind: 'image'
+      reference: string
+      noCache: boolean
+      deadlineMs?: number
+      /** The manifest digest the caller already resolved (a refresh): used as is, the registry is not asked again. */
+      manifestDigest?: string
+      /** Give it no name (no `tag` input, no alias): the caller moves the name itself once the image exists. */
+      unnamed?: boolean
+    }
   /** An image the service already holds, named as the service names it (ConTree: UUID or tag; Together: snapshot id or @alias). */
   | { kind: 'existing'; ref: string }
 

@@ -43,17 +43,20 @@ export interface ImageContext {
   report: { buildSummary?: string; operations: ReportedOperation[] }
   cache: ImageCache
   registryTransport?: RegistryTransport
+  /** The manifest digest of the `image` input, when the caller resolved it already (a refresh): not asked again. */
+  manifestDigest?: string
 }
 
 /** The `image` input's image: found, or imported, then given the `tag` input when one is asked for. */
-export async function prepareNamedImage(ctx: ImageContext): Promise<PreparedImage> {
+export async function prepareNamedImage(ctx: ImageContext, opts: { unnamed?: boolean } = {}): Promise<PreparedImage> {
   const { inputs } = ctx
   if (!inputs.image) throw new Error('internal: no image to prepare')
-  const image = await resolveImage(ctx, inputs.image, inputs.tag)
-  if (inputs.tag && image.tag !== inputs.tag) {
-    await ctx.provider.tagImage(image.uuid, inputs.tag, ctx.signal)
-    say(`Tagged image ${image.uuid} as ${inputs.tag}.`)
-    image.tag = inputs.tag
+  const tag = opts.unnamed ? undefined : inputs.tag
+  const image = await resolveImage(ctx, inputs.image, tag)
+  if (tag && image.tag !== tag) {
+    await ctx.provider.tagImage(image.uuid, tag, ctx.signal)
+    say(`Tagged image ${image.uuid} as ${tag}.`)
+    image.tag = tag
   }
   return image
 }
@@ -133,9 +136,13 @@ async function importImage(ctx: ImageContext, ref: ImageReference, tag?: string)
   }
   let digest: string | undefined
   try {
-    // A reference pinned by digest needs no request; a tag costs one (the check that it did not move).
-    digest = await resolveManifestDigest(ref, registry)
-    say(`${ref.original} resolves to ${digest}.`)
+    // A reference pinned by digest needs no request; a tag costs one (the check that it did not move),
+    // unless the caller made that request already.
+    if (ctx.manifestDigest && ref.digest === undefined) digest = ctx.manifestDigest
+    else {
+      digest = await resolveManifestDigest(ref, registry)
+      say(`${ref.original} resolves to ${digest}.`)
+    }
   } catch (error) {
     if (signal.aborted) throw error
     core.warning(`Could not resolve ${ref.original} to a digest, so it is imported without caching: ${errorMessage(error)}`)

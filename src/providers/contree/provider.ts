@@ -78,12 +78,22 @@ export class ContreeProvider implements Provider {
 
   async prepareImage(request: ImageRequest, ctx: ProviderContext): Promise<PreparedImage> {
     const report: ImageContext['report'] = { operations: [] }
-    const imageCtx: ImageContext = { inputs: this.inputs, provider: this.service, log: ctx.log, signal: ctx.signal, report, cache: this.cache }
+    // Unnamed: the build and the import give no tag; the caller moves it (mode refresh).
+    const { tag: _tag, ...untagged } = this.inputs
+    const imageCtx: ImageContext = {
+      inputs: request.kind !== 'existing' && request.unnamed ? untagged : this.inputs,
+      provider: this.service,
+      log: ctx.log,
+      signal: ctx.signal,
+      report,
+      cache: this.cache,
+      ...(request.kind === 'image' && request.manifestDigest ? { manifestDigest: request.manifestDigest } : {}),
+    }
     try {
       let image: ContreeImage
       if (request.kind === 'build') image = await buildImage(imageCtx)
       else if (request.kind === 'existing') image = await resolveImage(imageCtx, parseImage(request.ref))
-      else image = await prepareNamedImage(imageCtx)
+      else image = await prepareNamedImage(imageCtx, { unnamed: request.unnamed === true })
       const defaults = image.runDefaults ?? (image.config ? await this.defaultsFromConfig(image.uuid, image.config, ctx.signal) : undefined)
       return {
         id: image.uuid,

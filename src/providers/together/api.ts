@@ -8,7 +8,7 @@ import { HttpError, RequestTimeoutError } from '../../http/errors.ts'
 import { RetryPolicy } from '../../http/retry.ts'
 import type { Sleep } from '../../http/sleep.ts'
 import { idempotentPost } from './idempotent-post.ts'
-import type { ApiErrorBody, CreateSandboxBody, CreateSnapshotBody, Page, Sandbox, SandboxStatus, Snapshot, Tags } from './wire.ts'
+import type { ApiErrorBody, CreateSandboxBody, CreateSnapshotBody, Page, Sandbox, SandboxStatus, Snapshot, SnapshotAlias, Tags } from './wire.ts'
 
 export interface TogetherApiOptions {
   /** The base without `/v1`. */
@@ -55,6 +55,11 @@ export class TogetherApi {
 
   async getSnapshotByAlias(alias: string, signal?: AbortSignal): Promise<Snapshot | null> {
     return this.getOrNull<Snapshot>(`/snapshots/@${seg(alias)}`, signal)
+  }
+
+  /** The aliases pointing at a snapshot; null when the snapshot does not exist. */
+  async snapshotAliases(id: string, signal?: AbortSignal): Promise<SnapshotAlias[] | null> {
+    return this.getOrNull<SnapshotAlias[]>(`/snapshots/${seg(id)}/aliases`, signal)
   }
 
   /** The newest snapshots carrying all `tags`. */

@@ -1,12 +1,12 @@
 /**
- * A name that follows an upstream image (mode refresh): on Together the name is a snapshot alias, and
+ * A name that follows an upstream image or a Dockerfile (mode refresh): on Together the name is a snapshot alias, and
  * the service itself tells what it points at and what it was made from (the snapshot's tags), so a
  * refresh needs no memory of its own.
  */
 import { formatReference, parseReference } from '../../image/reference.ts'
 import type { NamedImage } from '../types.ts'
 import type { TogetherApi } from './api.ts'
-import { TAG_MANIFEST, TAG_SOURCE } from './snapshots.ts'
+import { TAG_DIGEST, TAG_MANIFEST, TAG_SOURCE } from './snapshots.ts'
 
 /** The source tag a snapshot of this registry reference carries (see the provider's registry path). */
 export function imageSourceTag(reference: string): string {
@@ -21,8 +21,10 @@ export function imageSourceTag(reference: string): string {
 export async function findAliased(api: Pick<TogetherApi, 'getSnapshotByAlias'>, alias: string, reference: string, signal: AbortSignal): Promise<NamedImage | null> {
   const snapshot = await api.getSnapshotByAlias(alias, signal)
   if (snapshot === null) return null
-  const sameSource = snapshot.tags?.[TAG_SOURCE] === imageSourceTag(reference)
-  const manifest = snapshot.tags?.[TAG_MANIFEST]
-  if (snapshot.retired_at !== null || !sameSource || !manifest) return { id: snapshot.id }
-  return { id: snapshot.id, upstreamDigest: manifest, since: new Date(snapshot.created_at) }
+  // A Dockerfile (`dockerfile:PATH[#TARGET]`, the source tag its builds carry) is known by its build digest.
+  const dockerfile = reference.startsWith('dockerfile:')
+  const sameSource = snapshot.tags?.[TAG_SOURCE] === (dockerfile ? reference : imageSourceTag(reference))
+  const digest = snapshot.tags?.[dockerfile ? TAG_DIGEST : TAG_MANIFEST]
+  if (snapshot.retired_at !== null || !sameSource || !digest) return { id: snapshot.id }
+  return { id: snapshot.id, upstreamDigest: digest, since: new Date(snapshot.created_at) }
 }

@@ -211,6 +211,9 @@ export class TogetherProvider implements Provider {
     const snapshot = await this.api.getSnapshot(id, signal)
     if (snapshot === null) return `snapshot ${id} no longer exists`
     if (snapshot.retired_at !== null) return `snapshot ${id} was already retired`
+    // Another name still starts sandboxes from it: retiring would break that name, so it stays.
+    const aliases = (await this.api.snapshotAliases(id, signal)) ?? []
+    if (aliases.length > 0) return `snapshot ${id} kept: the alias(es) ${aliases.map((a) => a.alias).join(', ')} still point at it`
     await this.api.retireSnapshot(id, signal)
     return `snapshot ${id} retired`
   }
@@ -235,6 +238,7 @@ export class TogetherProvider implements Provider {
         tree,
         buildArgs: request.buildArgs,
         cacheKey: this.settings.cacheKey ?? defaultCacheKey(this.settings.repository, name),
+        unnamed: request.unnamed === true,
       },
       ctx,
     )
@@ -265,10 +269,12 @@ export class TogetherProvider implements Provider {
       if (error instanceof InvalidReferenceError) throw new InputError('image', error.message)
       throw error
     }
-    let manifest: string | undefined
+    let manifest: string | undefined = ref.digest === undefined ? request.manifestDigest : undefined
     try {
-      manifest = await resolveManifestDigest(ref, { transport: this.transport(), signal: ctx.signal })
-      say(`${ref.original} resolves to ${manifest}.`)
+      if (manifest === undefined) {
+        manifest = await resolveManifestDigest(ref, { transport: this.transport(), signal: ctx.signal })
+        say(`${ref.original} resolves to ${manifest}.`)
+      }
     } catch (error) {
       if (ctx.signal.aborted) throw error
       say(`${ref.original} could not be resolved to a digest, so its snapshot is made again every time: ${errorMessage(error)}`)
@@ -285,6 +291,7 @@ export class TogetherProvider implements Provider {
         deadlineMs: request.deadlineMs,
         tree: dockerfileOnlyTree(`FROM ${from}\n`),
         buildArgs: {},
+        unnamed: request.unnamed === true,
       },
       ctx,
     )
@@ -292,7 +299,7 @@ export class TogetherProvider implements Provider {
 
   /** The snapshot for a digest: found again when it exists, else built and registered. */
   private async snapshotOf(
-    spec: { digest: string | undefined; upstreamDigest?: string; noCache: boolean; what: string; tags: Tags; deadlineMs: number | undefined; tree: ContextTree; buildArgs: Record<string, string>; cacheKey?: string },
+    spec: { digest: string | undefined; upstreamDigest?: string; noCache: boolean; what: string; tags: Tags; deadlineMs: number | undefined; tree: ContextTree; buildArgs: Record<string, string>; cacheKey?: string; unnamed?: boolean },
     ctx: ProviderContext,
   ): Promise<PreparedImage> {
     const outputs: Record<string, string> = spec.digest ? { digest: spec.digest } : {}
@@ -300,7 +307,7 @@ export class TogetherProvider implements Provider {
       const existing = await findByDigest(this.api, spec.digest, ctx.signal)
       if (existing) {
         say(`${spec.what} is unchanged (digest ${spec.digest.slice(0, 12)}): snapshot ${existing.id} is reused; nothing is built.`)
-        await this.applyAlias(existing.id, ctx)
+        if (!spec.unnamed) await this.applyAlias(existing.id, ctx)
         return { id: existing.id, digest: spec.digest, cacheHit: true, ...upstream(spec.upstreamDigest), outputs: { ...outputs, 'snapshot-id': existing.id } }
       }
     }
@@ -338,7 +345,7 @@ export class TogetherProvider implements Provider {
       { stopRetrying: ctx.signal, log: ctx.debug, ...(this.options.sleep ? { sleep: this.options.sleep } : {}) },
     )
     say(`Registered snapshot ${snapshot.id} (${built.imageRef}).`)
-    await this.applyAlias(snapshot.id, ctx)
+    if (!spec.unnamed) await this.applyAlias(snapshot.id, ctx)
     return { id: snapshot.id, ...(spec.digest ? { digest: spec.digest } : {}), cacheHit: false, ...upstream(spec.upstreamDigest), outputs: { ...outputs, 'snapshot-id': snapshot.id, 'image-ref': built.imageRef, 'build-id': built.buildId } }
   }
 

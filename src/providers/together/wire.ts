@@ -24,6 +24,13 @@ export interface Snapshot {
   updated_at: string
 }
 
+/** One alias of a snapshot (`GET /snapshots/{id}/aliases`). */
+export interface SnapshotAlias {
+  snapshot_id: string
+  alias: string
+  created_at: string
+}
+
 export interface CreateSnapshotBody {
   image: string
   architecture?: Architecture
