@@ -334,8 +334,9 @@ export function getInputs(env: NodeJS.ProcessEnv = process.env): Inputs {
   const secrets = parseSecrets(core.getInput('secrets'))
   const githubToken = core.getInput('github-token')
   if (githubToken) core.setSecret(githubToken)
-  const modes = parseModeInputs(Object.fromEntries(MODE_INPUT_NAMES.map((name) => [name, core.getInput(name)])))
+  // The provider first: an input of the other service is the plainer mistake to name.
   refuseOtherProvidersInputs(provider)
+  const modes = parseModeInputs(Object.fromEntries(MODE_INPUT_NAMES.map((name) => [name, core.getInput(name)])))
 
   if (!token) {
     throw new MissingTokenError(

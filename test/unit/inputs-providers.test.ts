@@ -230,11 +230,12 @@ describe('action.yml declares exactly what the code reads and sets', () => {
     }
     // The names set without a literal, each accounted for: a provider's outputs record (collected
     // above), and a cancelled run's id (ConTree: operation-uuid; Together: the run's own work, its
-    // sandbox or the command in it).
+    // sandbox or the command in it), and a preview's outputs record (its literal keys collected above).
     expect(dynamic.sort()).toEqual([
       "src/main.ts: name",
       "src/main.ts: name",
       "src/main.ts: run.provider === 'contree' ? 'operation-uuid' : `${run.kind}-id`",
+      'src/modes/preview.ts: key',
     ])
     for (const name of ['operation-uuid', 'sandbox-id', 'exec-id']) set.add(name)
     expect([...set].sort()).toEqual([...declaredOutputs.keys()].sort())
