@@ -2368,7 +2368,7 @@ var reflection_create_1 = __webpack_require__(5726);
 Object.defineProperty(exports, "reflectionCreate", ({ enumerable: true, get: function () { return reflection_create_1.reflectionCreate; } }));
 var reflection_scalar_default_1 = __webpack_require__(9526);
 Object.defineProperty(exports, "reflectionScalarDefault", ({ enumerable: true, get: function () { return reflection_scalar_default_1.reflectionScalarDefault; } }));
-var reflection_merge_partial_1 = __webpack_require__(8044);
+var reflection_merge_partial_1 = __webpack_require__(5663);
 Object.defineProperty(exports, "reflectionMergePartial", ({ enumerable: true, get: function () { return reflection_merge_partial_1.reflectionMergePartial; } }));
 var reflection_equals_1 = __webpack_require__(4827);
 Object.defineProperty(exports, "reflectionEquals", ({ enumerable: true, get: function () { return reflection_equals_1.reflectionEquals; } }));
@@ -2556,7 +2556,7 @@ const reflection_json_writer_1 = __webpack_require__(1094);
 const reflection_binary_reader_1 = __webpack_require__(9611);
 const reflection_binary_writer_1 = __webpack_require__(6907);
 const reflection_create_1 = __webpack_require__(5726);
-const reflection_merge_partial_1 = __webpack_require__(8044);
+const reflection_merge_partial_1 = __webpack_require__(5663);
 const json_typings_1 = __webpack_require__(9999);
 const json_format_contract_1 = __webpack_require__(9367);
 const reflection_equals_1 = __webpack_require__(4827);
@@ -4521,7 +4521,7 @@ exports.reflectionLongConvert = reflectionLongConvert;
 
 /***/ }),
 
-/***/ 8044:
+/***/ 5663:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -5159,7 +5159,7 @@ function localstorage() {
 	}
 }
 
-module.exports = __webpack_require__(897)(exports);
+module.exports = __webpack_require__(3278)(exports);
 
 const {formatters} = module.exports;
 
@@ -5178,7 +5178,7 @@ formatters.j = function (v) {
 
 /***/ }),
 
-/***/ 897:
+/***/ 3278:
 /***/ ((module, __unused_webpack_exports, __webpack_require__) => {
 
 
@@ -5736,7 +5736,7 @@ function init(debug) {
 	}
 }
 
-module.exports = __webpack_require__(897)(exports);
+module.exports = __webpack_require__(3278)(exports);
 
 const {formatters} = module.exports;
 
@@ -6075,7 +6075,7 @@ module.exports = Comparator
 
 const parseOptions = __webpack_require__(356)
 const { safeRe: re, t } = __webpack_require__(5471)
-const cmp = __webpack_require__(8646)
+const cmp = __webpack_require__(6265)
 const debug = __webpack_require__(1159)
 const SemVer = __webpack_require__(7163)
 const Range = __webpack_require__(6782)
@@ -7039,7 +7039,7 @@ module.exports = clean
 
 /***/ }),
 
-/***/ 8646:
+/***/ 6265:
 /***/ ((module, __unused_webpack_exports, __webpack_require__) => {
 
 
@@ -7610,7 +7610,7 @@ const eq = __webpack_require__(2701)
 const neq = __webpack_require__(4974)
 const gte = __webpack_require__(1236)
 const lte = __webpack_require__(6717)
-const cmp = __webpack_require__(8646)
+const cmp = __webpack_require__(6265)
 const coerce = __webpack_require__(5385)
 const truncate = __webpack_require__(6114)
 const Comparator = __webpack_require__(9379)
