@@ -11,7 +11,12 @@ import { describe, expect, it } from 'vitest'
 import { encodeOperations, stepHelperBinary, type HelperOp } from '../../src/providers/contree/step-helper/operations.ts'
 
 const canRun = process.platform === 'linux' && process.arch === 'x64'
-const me = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 }
+// On the service the helper runs as root. An ordinary user (runners are not root) runs it as root of a
+// user namespace mapped onto its own ids and subordinate range (what the emulator's sandboxes use), where
+// setgroups and chown mean what they mean for root; `me` is then that namespace's root.
+const asRoot = (process.getuid?.() ?? 0) === 0
+const me = asRoot ? { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 } : { uid: 0, gid: 0 }
+const NAMESPACE = ['unshare', '--user', '--map-auto', '--map-root-user', '--setgroups', 'allow']
 
 function hasGcc(): boolean {
   return spawnSync('gcc', ['--version']).status === 0
@@ -25,7 +30,8 @@ function runHelper(root: string, ops: (stage: string) => HelperOp[], files: Reco
   chmodSync(path.join(stage, 'helper'), 0o700)
   for (const [name, content] of Object.entries(files)) writeFileSync(path.join(stage, name), content)
   writeFileSync(path.join(stage, 'operations'), encodeOperations(ops(stage)))
-  const result = spawnSync(path.join(stage, 'helper'), [path.join(stage, 'operations')], { env: { PATH: '/usr/bin:/bin', ...env }, encoding: 'utf8' })
+  const command = [...(asRoot ? [] : NAMESPACE), path.join(stage, 'helper'), path.join(stage, 'operations')]
+  const result = spawnSync(command[0] as string, command.slice(1), { env: { PATH: '/usr/bin:/bin', ...env }, encoding: 'utf8' })
   return { ...result, stage }
 }
 
