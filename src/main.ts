@@ -24,7 +24,6 @@ import { judge } from './outcome.ts'
 import { deferDebug, flushDebug } from './output/deferred-debug.ts'
 import { RemoteLog, reportFailure } from './output/remote-log.ts'
 import { say, warn } from './output/say.ts'
-import { renderRunSummary, writeSummary } from './output/summary.ts'
 import { createProvider } from './providers/factory.ts'
 import {
   isTerminal,
@@ -43,6 +42,7 @@ import {
 } from './providers/types.ts'
 import { markMainStarted, saveLiveWork, type LiveWork } from './state.ts'
 import { collectUploads } from './upload.ts'
+import { tryWriteStepSummary } from './step-summary.ts'
 
 /** DELETE budget per piece of work inside the runner's 7.5 s SIGINT grace. */
 const CANCEL_TIMEOUT_MS = 3000
@@ -310,32 +310,5 @@ async function runFanout(
 }
 
 async function tryWriteSummary(provider: Provider, inputs: Inputs, report: RunReport): Promise<void> {
-  try {
-    const parts: string[] = [...report.sections]
-    if (report.fanout) parts.push(report.fanout)
-    if (report.operations.length) {
-      parts.push(
-        renderRunSummary({
-          title: 'Remote sandbox operations',
-          provider: provider.name,
-          endpoint: provider.endpoint,
-          operations: report.operations.map(({ label, outcome, expectsExitCode }) => ({
-            label,
-            operationId: outcome.operationId,
-            status: outcome.status,
-            exitCode: outcome.exitCode,
-            durationMs: outcome.durationMs,
-            resultImage: outcome.resultImage,
-            timedOut: outcome.timedOut,
-            expectsExitCode,
-            ...(expectsExitCode ? { timeoutSeconds: inputs.timeoutSeconds } : {}),
-            ...(outcome.error ? { error: outcome.error } : {}),
-          })),
-        }),
-      )
-    }
-    if (parts.length) await writeSummary(parts.join('\n'))
-  } catch (error) {
-    core.warning(`Could not write the job summary: ${errorMessage(error)}`)
-  }
+  await tryWriteStepSummary(provider, report, report.fanout ? [report.fanout] : [], inputs.timeoutSeconds)
 }

@@ -12,10 +12,10 @@ import type { Inputs } from '../inputs.ts'
 import { deferDebug, flushDebug } from '../output/deferred-debug.ts'
 import { RemoteLog } from '../output/remote-log.ts'
 import { say } from '../output/say.ts'
-import { renderRunSummary, writeSummary } from '../output/summary.ts'
 import { createProvider } from '../providers/factory.ts'
 import type { Provider, ProviderContext, StepReport } from '../providers/types.ts'
 import { saveLiveWork, type LiveWork } from '../state.ts'
+import { tryWriteStepSummary } from '../step-summary.ts'
 
 /** DELETE budget per piece of work inside the runner's 7.5 s SIGINT grace (as main). */
 const CANCEL_TIMEOUT_MS = 3000
@@ -77,30 +77,5 @@ export async function runInSession(inputs: Inputs, deps: SessionDeps, work: (ses
 }
 
 async function tryWriteSummary(provider: Provider, report: StepReport): Promise<void> {
-  try {
-    const parts = [...report.sections]
-    if (report.operations.length) {
-      parts.push(
-        renderRunSummary({
-          title: 'Remote sandbox operations',
-          provider: provider.name,
-          endpoint: provider.endpoint,
-          operations: report.operations.map(({ label, outcome, expectsExitCode }) => ({
-            label,
-            operationId: outcome.operationId,
-            status: outcome.status,
-            exitCode: outcome.exitCode,
-            durationMs: outcome.durationMs,
-            resultImage: outcome.resultImage,
-            timedOut: outcome.timedOut,
-            expectsExitCode,
-            ...(outcome.error ? { error: outcome.error } : {}),
-          })),
-        }),
-      )
-    }
-    if (parts.length) await writeSummary(parts.join('\n'))
-  } catch (error) {
-    core.warning(`Could not write the job summary: ${errorMessage(error)}`)
-  }
+  await tryWriteStepSummary(provider, report)
 }
