@@ -6,12 +6,12 @@
  * fills the report; it never installs handlers or fails the step itself.
  */
 import * as core from '@actions/core'
-import { installCancellation, RemoteWorkRegistry } from '../cancel.ts'
+import { installCancellation, RemoteWorkRegistry, type CancelLines } from '../cancel.ts'
 import { errorMessage } from '../errors.ts'
 import type { Inputs } from '../inputs.ts'
 import { deferDebug, flushDebug } from '../output/deferred-debug.ts'
 import { RemoteLog } from '../output/remote-log.ts'
-import { say } from '../output/say.ts'
+import { say, warn } from '../output/say.ts'
 import { createProvider } from '../providers/factory.ts'
 import type { Provider, ProviderContext, StepReport } from '../providers/types.ts'
 import { saveLiveWork, type LiveWork } from '../state.ts'
@@ -34,7 +34,13 @@ export interface ModeSession {
 
 export async function runInSession(inputs: Inputs, deps: SessionDeps, work: (session: ModeSession) => Promise<void>): Promise<void> {
   const controller = new AbortController()
-  const registry = new RemoteWorkRegistry(saveLiveWork)
+  const log = new RemoteLog()
+  // As in main: a signal's lines wait for an open stop-commands window (a build's log) to close.
+  const cancelLines: CancelLines = {
+    info: (text) => log.afterWindow(() => say(text)),
+    warning: (text) => log.afterWindow(() => warn(text)),
+  }
+  const registry = new RemoteWorkRegistry(saveLiveWork, cancelLines)
   const idleTimeout = Number(process.env[EVENTS_IDLE_TIMEOUT_ENV])
   const provider = createProvider(inputs, {
     registry,
@@ -42,9 +48,9 @@ export async function runInSession(inputs: Inputs, deps: SessionDeps, work: (ses
     ...(Number.isFinite(idleTimeout) && idleTimeout > 0 ? { eventsIdleTimeoutMs: idleTimeout } : {}),
   })
   const cancelRemote = (item: LiveWork): Promise<string> => provider.cancel(item, CANCEL_TIMEOUT_MS)
-  const cancellation = installCancellation({ registry, cancelRemote, controller, exit: deps.exit })
+  const cancellation = installCancellation({ registry, cancelRemote, controller, exit: deps.exit, lines: cancelLines })
   const report: StepReport = { operations: [], sections: [] }
-  const ctx: ProviderContext = { log: new RemoteLog(), signal: controller.signal, registry, report, debug: deferDebug }
+  const ctx: ProviderContext = { log, signal: controller.signal, registry, report, debug: deferDebug }
 
   let failure: { error: unknown } | undefined
   try {
