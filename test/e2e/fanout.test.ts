@@ -200,6 +200,9 @@ describe('fan-out through the bundle (ConTree)', () => {
   it('a fan-out main killed hard is cleaned up by post: every live run cancelled', async () => {
     const action = startAction({ inputs: inputs({ run: 'sleep 60', shards: '3', 'max-parallel': '3' }) })
     await eventually(() => runOperations().filter((op) => op.status === 'EXECUTING').length === 3, 'three runs executing', 30_000)
+    // An operation can be executing before the main has read the spawn's answer and saved it to state;
+    // the kill must come after that, or post cannot know the run (no service lookup finds it).
+    await eventually(() => runOperations().every((op) => action.stateText().includes(op.uuid)), 'every run in the saved state')
     action.child.kill('SIGKILL')
     const main = await action.done
     expect(liveRuns()).toBe(3)

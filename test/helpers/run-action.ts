@@ -40,6 +40,8 @@ export interface RunningAction {
   stdout(): string
   /** Resolves when stdout matches. */
   waitForStdout(pattern: RegExp, timeoutMs?: number): Promise<void>
+  /** The GITHUB_STATE file as written so far (what post would get if the process died now). */
+  stateText(): string
   /** Sends SIGINT, then SIGTERM after `sigtermAfterMs` if still running (the runner's sequence). */
   cancel(sigtermAfterMs?: number): void
   done: Promise<ActionResult>
@@ -138,6 +140,7 @@ export function startAction(options: ActionOptions = {}): RunningAction {
   return {
     child,
     stdout: () => stdout,
+    stateText: () => fs.readFileSync(files.state, 'utf8'),
     waitForStdout(pattern, timeoutMs = 20_000) {
       if (pattern.test(stdout)) return Promise.resolve()
       return new Promise((resolve, reject) => {
