@@ -43,6 +43,9 @@ const PIECE_SLACK = ZERO_WIDTH_SPACE.length + MARKER.length + 1 + LONGEST_UNIT_B
 /** Receives each printed piece (marker included, line end not) as a view of its output block. */
 export type PieceRecorder = (buf: Buffer, start: number, end: number) => void
 
+/** Runs at least this long are copied with Buffer.copy; a loop is cheaper for shorter ones (measured). */
+const NATIVE_COPY_BYTES = 64
+
 // What the scan does with a byte, looked up in a table of 256 (the token's first letter is set
 // per instance).
 const COPY = 0
@@ -64,6 +67,27 @@ const BASE_CLASSES = (() => {
   table[HASH] = HASH_SIGN
   for (let b = 0x80; b < 0x100; b++) table[b] = HIGH
   return table
+})()
+
+/**
+ * Bytes that are one unit by themselves wherever they occur, in bytes that may not be UTF-8: what
+ * each prints as (3 bytes per byte, the unused ones ignored) and its width (0 for every other byte).
+ * A byte ≥ 0x80 that can never start a character (80..C1, F5..FF) is one U+FFFD, as sequenceAt
+ * reads it; the token's first letter is taken out per instance.
+ */
+const SIMPLE_UNITS = new Uint8Array(3 * 256)
+const SIMPLE_WIDTH = (() => {
+  const width = new Uint8Array(256)
+  for (let b = 0; b < 256; b++) {
+    const kind = BASE_CLASSES[b] as number
+    let bytes: number[] = []
+    if (kind === COPY) bytes = [b]
+    else if (kind === CONTROL) bytes = [0xe2, 0x90, b === DEL ? 0xa1 : 0x80 + b]
+    else if (kind === HIGH && (b < 0xc2 || b > 0xf4)) bytes = [0xef, 0xbf, 0xbd]
+    bytes.forEach((value, k) => (SIMPLE_UNITS[3 * b + k] = value))
+    width[b] = bytes.length
+  }
+  return width
 })()
 
 /** One stream's assembly state. */
@@ -134,6 +158,11 @@ export class RemoteLines {
   /** The token in lower case; the runner matches it case-insensitively (ASCII letters only). */
   readonly #token: Buffer
   readonly #classes: Uint8Array
+  /** 1 for a byte copied as it is in bytes that are valid UTF-8, and in bytes that may not be. */
+  readonly #plainInValid: Uint8Array
+  readonly #plainAscii: Uint8Array
+  /** Printed width of a byte that is a unit by itself in bytes that may not be UTF-8, 0 for the others. */
+  readonly #simpleWidth: Uint8Array
   readonly #onPiece: PieceRecorder
   /** Set by #scan when the bytes ran out: where the unprinted rest of the line starts. */
   #unfinished = 0
@@ -149,6 +178,9 @@ export class RemoteLines {
     this.#classes = BASE_CLASSES.slice()
     this.#classes[this.#token[0] as number] = TOKEN_START
     this.#classes[options.token.toUpperCase().charCodeAt(0)] = TOKEN_START
+    this.#plainInValid = this.#classes.map((kind) => (kind === COPY || kind === HIGH ? 1 : 0))
+    this.#plainAscii = this.#classes.map((kind) => (kind === COPY ? 1 : 0))
+    this.#simpleWidth = SIMPLE_WIDTH.map((width, b) => (this.#classes[b] === TOKEN_START ? 0 : width))
     this.#onPiece = options.onPiece
   }
 
@@ -223,12 +255,18 @@ export class RemoteLines {
    * Prints the lines of `src[start, end)`, piece by piece. The last line, when the bytes end before
    * its line end, is not printed but for its full pieces: `#unfinished` tells where its unprinted
    * raw bytes start (`end` when there are none).
+   *
+   * Most bytes are copied as they are: the scan looks for the end of each run of them with one table
+   * lookup per byte and copies the run at once, so the per-byte work of the units (and of cutting)
+   * is paid only where they occur.
    */
   #scan(state: LineState, src: Buffer, start: number, end: number): void {
     const out = this.#out
     const budget = this.#budget
     const classes = this.#classes
     const valid = this.#valid
+    // 1 for a byte copied as it is: printable ASCII, tab, escape, and any byte of valid UTF-8.
+    const plain = valid ? this.#plainInValid : this.#plainAscii
     let i = start
     if (state.afterCR) {
       // The previous bytes ended in `\r`: a `\n` here is the rest of that line end.
@@ -242,9 +280,33 @@ export class RemoteLines {
     let pieceRaw = i
     let limit = o + budget
     while (i < end) {
+      if (valid) {
+        // A run of bytes copied as they are, as far as the piece has room for. A `#` or the token's
+        // first letter that starts no unit is part of the run.
+        const room = limit - o
+        const stop = end - i < room ? end : i + room
+        let j = plainRun(plain, src, i, stop)
+        while (j < stop && this.#startsNoUnit(src, j, end)) j = plainRun(plain, src, j + 1, stop)
+        if (j > i) {
+          if (j - i >= NATIVE_COPY_BYTES) src.copy(buf, o, i, j)
+          else for (let k = i; k < j; k++) buf[o + k - i] = src[k] as number
+          o += j - i
+          i = j
+          if (i === end) break
+        }
+      } else {
+        // Bytes that may not be UTF-8 (output of `cat` on a binary file, say): each byte that is one
+        // unit by itself (ASCII, a control character, a byte that starts no character) is written
+        // from a table, with no branch on which of them it is. The room check keeps a cut exact: closer to
+        // the end of the piece than the widest unit, the general path below takes over.
+        i = simpleRun(this.#simpleWidth, src, i, end, buf, o, limit)
+        o = simpleRunEnd
+        if (i === end) break
+      }
       const b = src[i] as number
       const kind = classes[b] as number
-      // Ordinary bytes (the vast majority) are copied one by one until the piece is full.
+      // A byte copied as it is gets here when the piece is full, or (in bytes that may not be UTF-8)
+      // close to full.
       if (kind === COPY || (kind === HIGH && valid)) {
         if (o < limit) {
           buf[o++] = b
@@ -297,7 +359,7 @@ export class RemoteLines {
           unit = src
         } else raw = -length
       } else if (kind === HASH_SIGN) {
-        if (i + 2 < end && src[i + 1] === HASH && src[i + 2] === BRACKET) {
+        if (this.#legacyAt(src, i, end)) {
           unit = NEUTRAL_LEGACY
           size = NEUTRAL_LEGACY.length
           raw = 3
@@ -348,6 +410,18 @@ export class RemoteLines {
     this.#unfinished = pieceRaw
   }
 
+  /** Whether the `#` or token letter at `at` is an ordinary character after all. */
+  #startsNoUnit(src: Buffer, at: number, end: number): boolean {
+    const kind = this.#classes[src[at] as number]
+    if (kind === HASH_SIGN) return !this.#legacyAt(src, at, end)
+    return kind === TOKEN_START && !this.#tokenAt(src, at, end)
+  }
+
+  /** Whether `##[` starts at `at` (within `end`). */
+  #legacyAt(src: Buffer, at: number, end: number): boolean {
+    return at + 2 < end && src[at + 1] === HASH && src[at + 2] === BRACKET
+  }
+
   #tokenAt(src: Buffer, at: number, end: number): boolean {
     const token = this.#token
     if (end - at < token.length) return false
@@ -367,6 +441,37 @@ export class RemoteLines {
     buf[o++] = LF
     return o
   }
+}
+
+/** The end of the run of bytes marked 1 in `plain` that starts at `from`, at most `stop`. */
+function plainRun(plain: Uint8Array, src: Buffer, from: number, stop: number): number {
+  let j = from
+  while (j < stop && plain[src[j] as number] === 1) j++
+  return j
+}
+
+/** Where the output of the last {@link simpleRun} ends (a second result, without an allocation). */
+let simpleRunEnd = 0
+
+/**
+ * Writes the run of bytes that are units by themselves (`width` not 0) starting at `src[from]` to
+ * `buf[o…]`, while the widest of them (3 bytes) still fits before `limit`. Returns where the run
+ * stopped in `src`; the output's end is in `simpleRunEnd`.
+ */
+function simpleRun(width: Uint8Array, src: Buffer, from: number, end: number, buf: Buffer, o: number, limit: number): number {
+  let i = from
+  while (i < end && o + 3 <= limit) {
+    const b = src[i] as number
+    const n = width[b] as number
+    if (n === 0) break
+    buf[o] = SIMPLE_UNITS[3 * b] as number
+    buf[o + 1] = SIMPLE_UNITS[3 * b + 1] as number
+    buf[o + 2] = SIMPLE_UNITS[3 * b + 2] as number
+    o += n
+    i++
+  }
+  simpleRunEnd = o
+  return i
 }
 
 /**

@@ -127,6 +127,33 @@ describe('byte-level line writer', () => {
     }
   })
 
+  it('fills every piece: a line is cut only where its next unit would not fit, in text and in bytes that are not UTF-8', () => {
+    const random = rng(13)
+    const maxLineBytes = 40
+    // What a piece may hold before the marker and the guard (remote-log.ts: maxLineBytes − 4 − 3).
+    const budget = maxLineBytes - Buffer.byteLength(CONTINUATION_MARKER) - 3
+    const unitBytes = (piece: string): number => {
+      if (piece.startsWith('#\u200B#[')) return Buffer.byteLength('#\u200B#[')
+      return Buffer.byteLength(String.fromCodePoint(piece.codePointAt(0) as number))
+    }
+    for (let round = 0; round < 300; round++) {
+      // Half the rounds are random bytes (mostly not UTF-8), half the alphabet with ill-formed bytes.
+      const bytes =
+        round % 2 === 0
+          ? Buffer.concat([Buffer.from('x\n'), Buffer.from(Array.from({ length: 400 }, () => Math.floor(random() * 256)).filter((b) => b !== 0xe2))])
+          : randomStream(random, 1 + Math.floor(random() * 4), 120, WITHOUT_TOKEN)
+      const { lines } = printed([bytes], { maxLineBytes })
+      for (let k = 0; k + 1 < lines.length; k++) {
+        const piece = lines[k] as string
+        if (!piece.endsWith(CONTINUATION_MARKER)) continue
+        // Its content, without the marker and the guard between two leading colons.
+        const content = piece.slice(0, -CONTINUATION_MARKER.length).replace(/^(\s*):\u200B:/u, '$1::')
+        const next = (lines[k + 1] as string).replace(/^(\s*):\u200B:/u, '$1::')
+        expect(Buffer.byteLength(content) + unitBytes(next), `round ${round}, piece ${k}: ${JSON.stringify(content)} then ${JSON.stringify(next)}`).toBeGreaterThan(budget)
+      }
+    }
+  })
+
   it('never prints the whole token in one line, in random long lines chunked anyhow', () => {
     const random = rng(9)
     for (let round = 0; round < 300; round++) {
