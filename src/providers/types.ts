@@ -34,6 +34,7 @@ export interface OperationOutcome {
 
 /** Receives the remote output of one operation as it streams. */
 export interface OutputSink {
+  /** `chunk` is valid only during the call (producers reuse its memory): copy what you keep. */
   write(stream: 'stdout' | 'stderr', chunk: Uint8Array): void
   /**
    * Backpressure: a promise when the sink wants the producer to wait before writing more (its

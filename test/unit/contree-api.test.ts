@@ -5,7 +5,7 @@ import { gzipSync } from 'node:zlib'
 import { afterEach, describe, expect, it } from 'vitest'
 import { HttpError, RequestTimeoutError } from '../../src/http/errors.ts'
 import { ContreeApi } from '../../src/providers/contree/api.ts'
-import { decodeStream } from '../../src/providers/contree/wire.ts'
+import { decodeStream, StreamDecoder } from '../../src/providers/contree/wire.ts'
 
 interface Seen {
   method: string
@@ -172,5 +172,22 @@ describe('decodeStream', () => {
     expect([...decodeStream({ value: Buffer.from([0, 200, 255]).toString('base64'), encoding: 'base64' })]).toEqual([0, 200, 255])
     expect(decodeStream({ value: '', encoding: 'base64' })).toHaveLength(0)
     expect(Buffer.from(decodeStream({ value: 'héllo', encoding: 'ascii' })).toString()).toBe('héllo')
+  })
+
+  it('decodes into one reused buffer exactly what decodeStream returns, for values of any size and kind', () => {
+    const decoder = new StreamDecoder()
+    const random = (n: number): Buffer => Buffer.from(Array.from({ length: n }, (_, k) => (k * 7919 + n) % 256))
+    const values = [
+      { value: 'hi\tthere\r\n', encoding: 'ascii' },
+      { value: random(3).toString('base64'), encoding: 'base64' },
+      { value: '', encoding: 'base64' },
+      // Larger than the first buffer, then smaller again: the buffer grows and is reused.
+      { value: random(200_000).toString('base64'), encoding: 'base64' },
+      { value: '日本語😀'.repeat(30_000), encoding: 'ascii' },
+      { value: random(5).toString('base64').replace(/=+$/, ''), encoding: 'base64' },
+      { value: 'héllo', encoding: 'ascii' },
+      { value: `${random(64).toString('base64')}\n`, encoding: 'base64' },
+    ]
+    for (const repr of values) expect(Buffer.from(decoder.decode(repr)).equals(Buffer.from(decodeStream(repr))), JSON.stringify(repr).slice(0, 60)).toBe(true)
   })
 })

@@ -7,7 +7,7 @@
 import type { Sleep } from '../../http/sleep.ts'
 import type { OperationOutcome, OperationStatus, OutputSink } from '../types.ts'
 import { followOperation, type FollowApi } from './follow.ts'
-import { decodeStream, type CompletionEventData, type ExitEventData, type OperationResponse, type StreamRepr, type TruncatedEventData } from './wire.ts'
+import { decodeStream, StreamDecoder, type CompletionEventData, type ExitEventData, type OperationResponse, type StreamRepr, type TruncatedEventData } from './wire.ts'
 
 export interface WatchOptions {
   signal?: AbortSignal
@@ -47,6 +47,7 @@ export async function watchOperation(api: FollowApi, id: string, sink: OutputSin
     ...(opts.now ? { now: opts.now } : {}),
     ...(opts.log ? { log: opts.log } : {}),
   })
+  const decoder = new StreamDecoder()
   for await (const event of follow) {
     const spid = event.spid ?? MAIN_SPID
     switch (event.type) {
@@ -54,7 +55,7 @@ export async function watchOperation(api: FollowApi, id: string, sink: OutputSin
       case 'stderr': {
         if (spid !== MAIN_SPID && opts.kind !== 'image_import' && spawnedOthers.has(spid)) break
         streamed = true
-        const bytes = decodeStream(event.data as unknown as StreamRepr)
+        const bytes = decoder.decode(event.data as unknown as StreamRepr)
         if (bytes.byteLength > 0) {
           const stream = event.type === 'stdout' ? 'stdout' : 'stderr'
           written[stream] += bytes.byteLength
