@@ -1,11 +1,14 @@
 /**
  * What a preview or teardown run writes on GitHub: the sticky PR comment and, when asked, a transient
- * Deployment. Reads the run's own facts (repository, server, run id) from the runner's environment
- * through @actions/github, and talks to GITHUB_API_URL (GHES sets it) unless `github-api-url` says
- * otherwise. Every wait GitHub asks for is told in the log and bounded (requester.ts).
+ * Deployment. Reads the run's own facts (repository, server, run id, event) from the runner's
+ * environment, and talks to GITHUB_API_URL (GHES sets it) unless `github-api-url` says otherwise.
+ * Every wait GitHub asks for is told in the log and bounded (requester.ts).
+ *
+ * @actions/github (Octokit) is loaded only when a preview writes to GitHub: every other run would pay
+ * for it in memory (about 7 MB of RSS) for nothing.
  */
+import { existsSync, readFileSync } from 'node:fs'
 import * as core from '@actions/core'
-import { context, getOctokit } from '@actions/github'
 import { InputError } from '../errors.ts'
 import {
   finishPreviewDeployment,
@@ -40,9 +43,18 @@ export function runPlace(env: NodeJS.ProcessEnv = process.env): RunPlace {
   return { repository: { owner, repo }, serverUrl, run, runUrl }
 }
 
-/** The event as pull-request.ts reads it. */
-export function eventContext(): { eventName: string; payload: Record<string, unknown>; actor: string } {
-  return { eventName: context.eventName ?? '', payload: (context.payload ?? {}) as Record<string, unknown>, actor: context.actor ?? '' }
+/**
+ * The event as pull-request.ts reads it, from the runner's environment as @actions/github's `context`
+ * reads it: the payload is the JSON file at GITHUB_EVENT_PATH (none when there is no such file).
+ */
+export function eventContext(env: NodeJS.ProcessEnv = process.env): { eventName: string; payload: Record<string, unknown>; actor: string } {
+  const path = env['GITHUB_EVENT_PATH']
+  let payload: Record<string, unknown> = {}
+  if (path && existsSync(path)) {
+    const parsed: unknown = JSON.parse(readFileSync(path, 'utf8'))
+    if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) payload = parsed as Record<string, unknown>
+  } else if (path) core.debug(`GITHUB_EVENT_PATH ${path} does not exist`)
+  return { eventName: env['GITHUB_EVENT_NAME'] ?? '', payload, actor: env['GITHUB_ACTOR'] ?? '' }
 }
 
 /**
@@ -55,9 +67,15 @@ export class PreviewGitHub {
   private readonly pr: PullRequestRef
   private readonly options: GitHubRetryOptions
 
-  constructor(settings: PreviewInputs, place: RunPlace, pullNumber: number, signal: AbortSignal) {
+  /** The writer for `settings`; fails with an input error when there is no token to write with. */
+  static async open(settings: PreviewInputs, place: RunPlace, pullNumber: number, signal: AbortSignal): Promise<PreviewGitHub> {
     if (!settings.githubToken) throw new InputError('github-token', 'is empty, and the preview comment (comment: true) or deployment needs it; pass ${{ github.token }} with permissions: pull-requests: write')
-    this.client = getOctokit(settings.githubToken, settings.githubApiUrl ? { baseUrl: settings.githubApiUrl } : {})
+    const { getOctokit } = await import('@actions/github')
+    return new PreviewGitHub(getOctokit(settings.githubToken, settings.githubApiUrl ? { baseUrl: settings.githubApiUrl } : {}), place, pullNumber, signal)
+  }
+
+  private constructor(client: GitHubClient, place: RunPlace, pullNumber: number, signal: AbortSignal) {
+    this.client = client
     this.place = place
     this.pr = { ...place.repository, number: pullNumber }
     this.options = { signal, onWait: (line) => core.info(line) }

@@ -33,7 +33,7 @@ async function preview({ inputs, provider, ctx }: ModeSession): Promise<void> {
   const commit = pull.headSha as string
   const place = runPlace()
   const name = settings.name ?? `pr-${pull.number}`
-  const github = settings.comment || settings.deployment ? new PreviewGitHub(settings, place, pull.number, ctx.signal) : undefined
+  const github = settings.comment || settings.deployment ? await PreviewGitHub.open(settings, place, pull.number, ctx.signal) : undefined
   core.setOutput('preview-name', name)
   core.setOutput('pr-number', String(pull.number))
   say(`Preview ${name} of pull request #${pull.number} at ${commit.slice(0, 12)}.`)

@@ -53,7 +53,7 @@ async function teardown({ inputs, provider, ctx }: ModeSession): Promise<void> {
   if (failed.length) throw new Error(`Preview ${name} could not be removed completely: ${failed.join('; ')}`)
 
   if (settings.comment || settings.deployment) {
-    const github = new PreviewGitHub(settings, place, pull.number, ctx.signal)
+    const github = await PreviewGitHub.open(settings, place, pull.number, ctx.signal)
     try {
       if (settings.comment) {
         const written = await github.writeRemoved(name, {
