@@ -5,7 +5,7 @@
  * Every wait GitHub asks for is told in the log and bounded (requester.ts).
  *
  * @actions/github (Octokit) is loaded only when a preview writes to GitHub: every other run would pay
- * for it in memory (about 7 MB of RSS) for nothing.
+ * for it in memory (about 6 MB of RSS) for nothing.
  */
 import { existsSync, readFileSync } from 'node:fs'
 import * as core from '@actions/core'

@@ -43,7 +43,7 @@ const PIECE_SLACK = ZERO_WIDTH_SPACE.length + MARKER.length + 1 + LONGEST_UNIT_B
 /** Receives each printed piece (marker included, line end not) as a view of its output block. */
 export type PieceRecorder = (buf: Buffer, start: number, end: number) => void
 
-/** Runs at least this long are copied with Buffer.copy; a loop is cheaper for shorter ones (measured). */
+/** Runs at least this long are copied with Buffer.copy; for shorter ones a loop costs less than the call. */
 const NATIVE_COPY_BYTES = 64
 
 // What the scan does with a byte, looked up in a table of 256 (the token's first letter is set
@@ -158,8 +158,8 @@ export class RemoteLines {
   /** The token in lower case; the runner matches it case-insensitively (ASCII letters only). */
   readonly #token: Buffer
   readonly #classes: Uint8Array
-  /** 1 for a byte copied as it is in bytes that are valid UTF-8, and in bytes that may not be. */
-  readonly #plainInValid: Uint8Array
+  /** 1 for a byte copied as it is: in bytes known to be valid UTF-8 (any byte but the special ones), and in bytes that may not be (ASCII only). */
+  readonly #plainValidUtf8: Uint8Array
   readonly #plainAscii: Uint8Array
   /** Printed width of a byte that is a unit by itself in bytes that may not be UTF-8, 0 for the others. */
   readonly #simpleWidth: Uint8Array
@@ -178,7 +178,7 @@ export class RemoteLines {
     this.#classes = BASE_CLASSES.slice()
     this.#classes[this.#token[0] as number] = TOKEN_START
     this.#classes[options.token.toUpperCase().charCodeAt(0)] = TOKEN_START
-    this.#plainInValid = this.#classes.map((kind) => (kind === COPY || kind === HIGH ? 1 : 0))
+    this.#plainValidUtf8 = this.#classes.map((kind) => (kind === COPY || kind === HIGH ? 1 : 0))
     this.#plainAscii = this.#classes.map((kind) => (kind === COPY ? 1 : 0))
     this.#simpleWidth = SIMPLE_WIDTH.map((width, b) => (this.#classes[b] === TOKEN_START ? 0 : width))
     this.#onPiece = options.onPiece
@@ -266,7 +266,7 @@ export class RemoteLines {
     const classes = this.#classes
     const valid = this.#valid
     // 1 for a byte copied as it is: printable ASCII, tab, escape, and any byte of valid UTF-8.
-    const plain = valid ? this.#plainInValid : this.#plainAscii
+    const plain = valid ? this.#plainValidUtf8 : this.#plainAscii
     let i = start
     if (state.afterCR) {
       // The previous bytes ended in `\r`: a `\n` here is the rest of that line end.
