@@ -7,7 +7,7 @@
 import type { Sleep } from '../../http/sleep.ts'
 import type { OperationOutcome, OperationStatus, OutputSink } from '../types.ts'
 import { followOperation, type FollowApi } from './follow.ts'
-import { decodeStream, StreamDecoder, type CompletionEventData, type ExitEventData, type OperationResponse, type StreamRepr, type TruncatedEventData } from './wire.ts'
+import { StreamDecoder, type CompletionEventData, type ExitEventData, type OperationResponse, type StreamRepr, type TruncatedEventData } from './wire.ts'
 
 export interface WatchOptions {
   signal?: AbortSignal
@@ -124,10 +124,12 @@ async function writeCaptured(
 ): Promise<number> {
   const result = record.metadata?.result
   let filled = 0
+  // Each stream's bytes are written out before the next stream is decoded into the same buffer.
+  const decoder = new StreamDecoder()
   for (const stream of ['stdout', 'stderr'] as const) {
     const repr = result?.[stream]
     if (repr === undefined || repr === null) continue
-    const bytes = decodeStream(repr)
+    const bytes = decoder.decode(repr)
     while (bytes.byteLength > written[stream]) {
       const slice = bytes.subarray(written[stream], written[stream] + RECORD_SLICE_BYTES)
       sink.write(stream, slice)

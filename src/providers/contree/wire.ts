@@ -225,20 +225,14 @@ export function isEventOf<K extends keyof EventDataByType>(
 }
 
 /**
- * Decodes a StreamRepr: `base64` is the raw bytes; anything else is the text as is. The ascii case
- * is encoded as UTF-8 so a lenient server sending non-ASCII text under `ascii` loses nothing.
- * Buffer is a Uint8Array, so callers get the decoded bytes without another copy.
- */
-export function decodeStream(repr: { value: string; encoding?: string }): Uint8Array {
-  if (typeof repr.value !== 'string' || repr.value === '') return new Uint8Array(0)
-  if (repr.encoding === 'base64') return decodeBase64(repr.value)
-  return Buffer.from(repr.value, 'utf8')
-}
-
-/**
- * decodeStream into one buffer reused from event to event: what it returns is valid until the next
- * call. A stream of output events would otherwise allocate a buffer per event, outside V8's heap,
- * and that memory is what sets off most of the full garbage collections while output streams.
+ * Decodes StreamReprs: `base64` is the raw bytes (Node's lenient decoder, as Buffer.from uses);
+ * anything else is the text as is, encoded as UTF-8, so a lenient server sending non-ASCII text
+ * under `ascii` loses nothing.
+ *
+ * Every value is decoded into one buffer, reused from call to call: what `decode` returns is valid
+ * until the next call. A stream of output events would otherwise allocate a buffer per event, outside
+ * V8's heap, and that memory is what sets off most of the full garbage collections while output
+ * streams. Writing into a buffer known to be big enough also skips a slow path of Buffer.from (base64).
  */
 export class StreamDecoder {
   #scratch = Buffer.alloc(0)
@@ -252,16 +246,4 @@ export class StreamDecoder {
     if (this.#scratch.length < most) this.#scratch = Buffer.allocUnsafe(Math.max(most, 2 * this.#scratch.length, 64 * 1024))
     return this.#scratch.subarray(0, this.#scratch.write(value, 0, base64 ? 'base64' : 'utf8'))
   }
-}
-
-/**
- * What Buffer.from(text, 'base64') returns (same lenient decoder, same size bound), several times
- * faster on large values: writing into a buffer of the right size skips a slow path of from().
- */
-export function decodeBase64(text: string): Buffer {
-  let chars = text.length
-  if (text.charCodeAt(chars - 1) === 0x3d) chars--
-  if (chars > 1 && text.charCodeAt(chars - 1) === 0x3d) chars--
-  const out = Buffer.allocUnsafe((chars * 3) >>> 2)
-  return out.subarray(0, out.write(text, 'base64'))
 }
