@@ -249,6 +249,9 @@ function superviseProcess(
       })
     }
     op.cancel = () => killGroup(pid)
+    // A cancel that came while the sandbox was being prepared (after the last check, before there
+    // was a process to kill) is honoured now: the service would not let the command run on.
+    if (op.cancelRequested) killGroup(pid)
     const timer = setTimeout(() => {
       timedOut = true
       killGroup(pid)
