@@ -3,7 +3,8 @@
  * INPUT_* variables, the runner's files, stdout to a pipe) and reads that pipe as raw bytes. The
  * test helper (helpers/run-action.ts) decodes and concatenates stdout into one string as it comes,
  * which at 100 MB would put the bench's own work next to the action on the same two cores; here a
- * chunk costs one append and a search for the next marker.
+ * chunk costs a search for the next marker and a comparison with the expected output
+ * (printed-check.ts), and nothing is kept but the start of the output and its last bytes.
  *
  * The stream is timed from the first byte of remote output (the byte after the Run group's
  * `::stop-commands::<token>` line) to the `::endgroup::` that follows the window's closing line.
@@ -14,17 +15,18 @@ import os from 'node:os'
 import path from 'node:path'
 import { BUNDLE, parseFileCommands } from '../helpers/run-action.ts'
 import { cpuTimeMs, tail, watchMemory, type MemoryPeak } from './bounded-action.ts'
+import { PrintedWindowCheck, type PrintedCheck } from './printed-check.ts'
 
 export interface StreamedAction {
   exitCode: number | null
   signal: NodeJS.Signals | null
-  /** Everything the action printed. */
-  stdout: Buffer
+  /** The last bytes the action printed (for error messages). */
+  stdoutTail: string
   stderr: string
   outputs: Record<string, string>
   memory: MemoryPeak
-  /** Byte range of remote output in `stdout`: after the stop-commands line, before the resume line. */
-  window?: { start: number; end: number }
+  /** The remote output inside the Run group's window against the expected output. */
+  check: PrintedCheck
   /** performance.now() of the first remote byte and of the `::endgroup::` after the window. */
   firstByteAt?: number
   endGroupAt?: number
@@ -36,22 +38,23 @@ const HEADER = /::group::Run: [^\n]*\n::stop-commands::([^\n]+)\n/
 const END_GROUP = Buffer.from('::endgroup::\n')
 /** The header comes first; stop looking for it after this much output. */
 const MAX_HEADER_BYTES = 1 << 20
+const TAIL_BYTES = 2000
 
-/** Follows the Run group's markers through the stdout chunks as they arrive. */
+/** Follows the Run group's markers through the stdout chunks as they arrive, checking the window. */
 class WindowClock {
   phase: 'header' | 'body' | 'closing' | 'done' | 'lost' = 'header'
-  windowStart = -1
-  windowEnd = -1
+  check: PrintedWindowCheck | undefined
   firstByteAt: number | undefined
   endGroupAt: number | undefined
-  #received = 0
+  readonly #expected: Buffer
   #head: Buffer[] = []
-  #closeMarker = Buffer.alloc(0)
   #carry = Buffer.alloc(0)
 
+  constructor(expected: Buffer) {
+    this.#expected = expected
+  }
+
   push(chunk: Buffer, now: number): void {
-    const offset = this.#received
-    this.#received += chunk.length
     if (this.phase === 'header') {
       this.#head.push(chunk)
       const head = Buffer.concat(this.#head)
@@ -61,57 +64,37 @@ class WindowClock {
         return
       }
       this.#head = []
-      this.#closeMarker = Buffer.from(`::${match[1]}::\n`)
-      this.windowStart = offset - (head.length - chunk.length) + match.index + match[0].length
+      this.check = new PrintedWindowCheck(this.#expected, Buffer.from(`::${match[1]}::\n`))
       this.phase = 'body'
-      this.#carry = Buffer.alloc(0)
-      const rest = chunk.subarray(Math.max(0, this.windowStart - offset))
-      if (rest.length > 0) this.#scan(rest, this.windowStart, now)
+      const rest = head.subarray(match.index + match[0].length)
+      if (rest.length > 0) this.#scan(rest, now)
       return
     }
-    this.#scan(chunk, offset, now)
+    this.#scan(chunk, now)
   }
 
-  /** `chunk` starts at absolute offset `offset` and lies after the header. */
-  #scan(chunk: Buffer, offset: number, now: number): void {
+  /** `chunk` lies after the header. */
+  #scan(chunk: Buffer, now: number): void {
     if (this.phase === 'body') {
       this.firstByteAt ??= now
-      const found = this.#find(this.#closeMarker, chunk, offset)
-      if (found === -1) return
-      this.windowEnd = found
+      const after = (this.check as PrintedWindowCheck).push(chunk)
+      if (after === -1) return
       this.phase = 'closing'
-      const after = found + this.#closeMarker.length - offset
-      if (after < chunk.length) this.#scan(chunk.subarray(after), offset + after, now)
+      if (after > 0) this.#scan(chunk.subarray(chunk.length - after), now)
       return
     }
-    if (this.phase === 'closing' && this.#find(END_GROUP, chunk, offset) !== -1) {
+    if (this.phase === 'closing' && this.#found(END_GROUP, chunk)) {
       this.endGroupAt = now
       this.phase = 'done'
     }
   }
 
-  /**
-   * The absolute offset of `marker` in the output so far, looking only at this chunk and the few
-   * bytes before it that a marker could straddle (no copy of the chunk: 100 MB pass through here).
-   */
-  #find(marker: Buffer, chunk: Buffer, offset: number): number {
-    const carry = this.#carry
-    if (carry.length > 0) {
-      const seam = Buffer.concat([carry, chunk.subarray(0, marker.length - 1)])
-      const at = seam.indexOf(marker)
-      if (at !== -1) {
-        this.#carry = Buffer.alloc(0)
-        return offset - carry.length + at
-      }
-    }
-    const at = chunk.indexOf(marker)
-    if (at !== -1) {
-      this.#carry = Buffer.alloc(0)
-      return offset + at
-    }
-    const keep = marker.length - 1
-    this.#carry = chunk.length >= keep ? Buffer.from(chunk.subarray(chunk.length - keep)) : Buffer.concat([carry, chunk]).subarray(-keep)
-    return -1
+  /** Whether `marker` is in this chunk or straddles it and the bytes before it. */
+  #found(marker: Buffer, chunk: Buffer): boolean {
+    const seam = Buffer.concat([this.#carry, chunk.subarray(0, marker.length - 1)])
+    if (seam.indexOf(marker) !== -1 || chunk.indexOf(marker) !== -1) return true
+    this.#carry = Buffer.concat([this.#carry, chunk]).subarray(-(marker.length - 1))
+    return false
   }
 }
 
@@ -120,7 +103,8 @@ export function actionBundle(): string {
   return process.env.BENCH_BUNDLE ?? BUNDLE
 }
 
-export async function runStreamingAction(inputs: Record<string, string>, deadlineMs: number): Promise<StreamedAction> {
+/** Runs the action and checks the remote output it prints against `expected` as it comes. */
+export async function runStreamingAction(inputs: Record<string, string>, expected: Buffer, deadlineMs: number): Promise<StreamedAction> {
   const scratch = mkdtempSync(path.join(os.tmpdir(), 'bench-stream-'))
   try {
     const files = { output: path.join(scratch, 'output'), state: path.join(scratch, 'state'), summary: path.join(scratch, 'summary') }
@@ -146,13 +130,13 @@ export async function runStreamingAction(inputs: Record<string, string>, deadlin
 
     const child = spawn(process.execPath, [actionBundle()], { cwd: env.GITHUB_WORKSPACE, env, stdio: ['ignore', 'pipe', 'pipe'] })
     const memory = watchMemory(child.pid ?? -1)
-    const clock = new WindowClock()
-    const chunks: Buffer[] = []
+    const clock = new WindowClock(expected)
+    let lastBytes: Buffer = Buffer.alloc(0)
     let stderr = ''
     let cpuAtFirstByte: number | undefined
     let cpuAtEndGroup: number | undefined
     child.stdout.on('data', (chunk: Buffer) => {
-      chunks.push(chunk)
+      lastBytes = chunk.length >= TAIL_BYTES ? chunk : Buffer.concat([lastBytes, chunk]).subarray(-TAIL_BYTES)
       const started = clock.firstByteAt !== undefined
       const ended = clock.endGroupAt !== undefined
       clock.push(chunk, performance.now())
@@ -166,17 +150,17 @@ export async function runStreamingAction(inputs: Record<string, string>, deadlin
       child.once('close', (code, sig) => resolve([code, sig]))
     }).finally(() => clearTimeout(timer))
     const peak = memory.stop()
-    const stdout = Buffer.concat(chunks)
-    const result: StreamedAction = { exitCode, signal, stdout, stderr, outputs: parseFileCommands(readFileSync(files.output, 'utf8')), memory: peak }
-    if (clock.windowEnd >= 0) result.window = { start: clock.windowStart, end: clock.windowEnd }
+    const stdoutTail = tail(Buffer.from(lastBytes.subarray(-TAIL_BYTES)).toString('utf8'))
+    const check = clock.check?.finish() ?? { ok: false, printedChars: 0, expectedChars: expected.length, printedLines: 0, difference: 'the Run group never started' }
+    const result: StreamedAction = { exitCode, signal, stdoutTail, stderr, outputs: parseFileCommands(readFileSync(files.output, 'utf8')), memory: peak, check }
     if (clock.firstByteAt !== undefined) result.firstByteAt = clock.firstByteAt
     if (clock.endGroupAt !== undefined) result.endGroupAt = clock.endGroupAt
     if (cpuAtFirstByte !== undefined && cpuAtEndGroup !== undefined) result.streamCpuMs = cpuAtEndGroup - cpuAtFirstByte
     if (exitCode !== 0) {
-      throw new Error(`action exited ${exitCode ?? signal}${signal === 'SIGKILL' ? ` (killed after ${deadlineMs} ms)` : ''}; stdout tail: ${tail(stdout.subarray(-2000).toString('utf8'))}; stderr: ${tail(stderr)}`)
+      throw new Error(`action exited ${exitCode ?? signal}${signal === 'SIGKILL' ? ` (killed after ${deadlineMs} ms)` : ''}; stdout tail: ${stdoutTail}; stderr: ${tail(stderr)}`)
     }
-    if (result.window === undefined || result.endGroupAt === undefined) {
-      throw new Error(`the Run group's window was not found in the action's stdout (clock ${clock.phase}); stdout tail: ${tail(stdout.subarray(-2000).toString('utf8'))}`)
+    if (clock.check?.closedAt === -1 || result.endGroupAt === undefined) {
+      throw new Error(`the Run group's window was not found in the action's stdout (clock ${clock.phase}); stdout tail: ${stdoutTail}`)
     }
     return result
   } finally {

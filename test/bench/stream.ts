@@ -14,7 +14,7 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { TOKEN } from './emulators.ts'
 import { expectedPrinted, generatePayload, PAYLOADS, type PayloadKind } from './payloads.ts'
-import { checkPrinted, type PrintedCheck } from './printed-check.ts'
+import type { PrintedCheck } from './printed-check.ts'
 import type { RawRead } from './raw-read.ts'
 import { ReplayProcess, type LoadedOperation } from './replay-client.ts'
 import { describeError, emit, emitError, MB, median, progress, round } from './report.ts'
@@ -64,14 +64,13 @@ interface ActionRun {
 
 async function actionRun(replay: ReplayProcess, expected: Buffer): Promise<ActionRun> {
   await replay.resetStats()
-  const run = await runStreamingAction(actionInputs(replay), ACTION_DEADLINE_MS)
-  const window = run.stdout.subarray(run.window?.start ?? 0, run.window?.end ?? 0)
+  const run = await runStreamingAction(actionInputs(replay), expected, ACTION_DEADLINE_MS)
   const stats = await replay.stats()
   const stream = stats.streams[0]
   return {
     run,
     ms: (run.endGroupAt ?? 0) - (run.firstByteAt ?? 0),
-    check: checkPrinted(window, expected),
+    check: run.check,
     eventsRequests: stats.requests.filter((request) => request.path.endsWith('/events')).length,
     serverCpuShare: stream === undefined ? undefined : stream.cpuMs / stream.ms,
   }
