@@ -70,10 +70,11 @@ const BASE_CLASSES = (() => {
 })()
 
 /**
- * Bytes that are one unit by themselves wherever they occur, in bytes that may not be UTF-8: what
- * each prints as (3 bytes per byte, the unused ones ignored) and its width (0 for every other byte).
- * A byte ≥ 0x80 that can never start a character (80..C1, F5..FF) is one U+FFFD, as sequenceAt
- * reads it; the token's first letter is taken out per instance.
+ * Bytes that can be one unit by themselves, in bytes that may not be UTF-8: what each prints as
+ * (3 bytes per byte, the unused ones ignored) and its width (0 for every other byte). A byte ≥ 0x80
+ * is one U+FFFD, as sequenceAt reads it: always when it can never start a character (80..C1,
+ * F5..FF), and a lead byte when its next byte cannot continue it (simpleRun checks that). The
+ * token's first letter is taken out per instance.
  */
 const SIMPLE_UNITS = new Uint8Array(3 * 256)
 const SIMPLE_WIDTH = (() => {
@@ -83,7 +84,7 @@ const SIMPLE_WIDTH = (() => {
     let bytes: number[] = []
     if (kind === COPY) bytes = [b]
     else if (kind === CONTROL) bytes = [0xe2, 0x90, b === DEL ? 0xa1 : 0x80 + b]
-    else if (kind === HIGH && (b < 0xc2 || b > 0xf4)) bytes = [0xef, 0xbf, 0xbd]
+    else if (kind === HIGH) bytes = [0xef, 0xbf, 0xbd]
     bytes.forEach((value, k) => (SIMPLE_UNITS[3 * b + k] = value))
     width[b] = bytes.length
   }
@@ -454,15 +455,36 @@ function plainRun(plain: Uint8Array, src: Buffer, from: number, stop: number): n
 let simpleRunEnd = 0
 
 /**
- * Writes the run of bytes that are units by themselves (`width` not 0) starting at `src[from]` to
- * `buf[o…]`, while the widest of them (3 bytes) still fits before `limit`. Returns where the run
- * stopped in `src`; the output's end is in `simpleRunEnd`.
+ * For a byte that can start a sequence of 2 to 4 bytes (C2..F4): the range its second byte must
+ * fall in (as utf8-stream.ts's sequenceAt checks it), as its lowest value and the range's width;
+ * for every other byte a lowest value that no byte reaches.
+ */
+const SECOND_MIN = new Int32Array(256).fill(0x100)
+const SECOND_SPAN = new Int32Array(256)
+for (let lead = 0xc2; lead <= 0xf4; lead++) {
+  const min = lead === 0xe0 ? 0xa0 : lead === 0xf0 ? 0x90 : 0x80
+  const max = lead === 0xed ? 0x9f : lead === 0xf4 ? 0x8f : 0xbf
+  SECOND_MIN[lead] = min
+  SECOND_SPAN[lead] = max - min
+}
+
+/**
+ * Writes the run of units that take one byte each, starting at `src[from]`, to `buf[o…]` while the
+ * widest of them (3 bytes) still fits before `limit`: bytes that are units by themselves, and a lead
+ * byte whose next byte cannot continue it (U+FFFD; in random bytes most lead bytes are that).
+ * Returns where the run stopped in `src`; the output's end is in `simpleRunEnd`.
+ *
+ * The loop has no branch that depends on which of these a byte is: on bytes that are not text,
+ * such a branch is mispredicted so often that it costs more than the rest of the loop.
  */
 function simpleRun(width: Uint8Array, src: Buffer, from: number, end: number, buf: Buffer, o: number, limit: number): number {
   let i = from
   while (i < end && o + 3 <= limit) {
     const b = src[i] as number
-    const n = width[b] as number
+    const next = i + 1 < end ? (src[i + 1] as number) : -1
+    // A lead byte with a second byte that fits may start a valid character: sequenceAt reads it.
+    const fits = (next - (SECOND_MIN[b] as number)) >>> 0 <= (SECOND_SPAN[b] as number)
+    const n = fits ? 0 : (width[b] as number)
     if (n === 0) break
     buf[o] = SIMPLE_UNITS[3 * b] as number
     buf[o + 1] = SIMPLE_UNITS[3 * b + 1] as number
