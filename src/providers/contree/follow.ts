@@ -10,6 +10,7 @@ import { realSleep, type Sleep } from '../../http/sleep.ts'
 import { parseSseBytes, sseText } from '../../sse/parser.ts'
 import { isTerminal } from '../types.ts'
 import type { ContreeApi } from './api.ts'
+import { parseEventJson } from './event-json.ts'
 import type { OperationEvent, OperationResponse } from './wire.ts'
 
 export type FollowApi = Pick<ContreeApi, 'openEvents' | 'getOperation'>
@@ -134,7 +135,7 @@ export async function* followOperation(api: FollowApi, id: string, opts: FollowO
           end = { kind: 'broken', reason: `sse_error: ${sseText(message.data)}` }
           break
         }
-        const event = toOperationEvent(message.id, message.event, sseText(message.data))
+        const event = toOperationEvent(message.id, message.event, message.data)
         if (event.id >= 0) {
           if (lastId !== undefined && event.id <= lastId) continue
           lastId = event.id
@@ -242,10 +243,10 @@ function parseEventId(text: string | undefined): number | undefined {
 }
 
 /** Builds the typed event from one SSE frame; the frame's JSON `data` is the whole event object. */
-function toOperationEvent(frameId: string | undefined, frameEvent: string, data: string): OperationEvent {
+function toOperationEvent(frameId: string | undefined, frameEvent: string, data: Buffer): OperationEvent {
   let payload: unknown
   try {
-    payload = JSON.parse(data)
+    payload = parseEventJson(data)
   } catch {
     throw new MalformedEventError(`${frameEvent} frame with non-JSON data`)
   }

@@ -4,12 +4,16 @@
  * These types never leave providers/contree/.
  */
 import type { OperationStatus } from '../types.ts'
+import { Base64Bytes } from './event-json.ts'
 
 export type StreamEncoding = 'ascii' | 'base64'
 
-/** StreamRepr / EventDataStream: bytes as text under the ascii/base64 rule. */
+/**
+ * StreamRepr / EventDataStream: bytes as text under the ascii/base64 rule. In an output event, a
+ * long base64 value is left as the frame's bytes (event-json.ts).
+ */
 export interface StreamRepr {
-  value: string
+  value: string | Base64Bytes
   encoding: StreamEncoding | string
   truncated?: boolean
 }
@@ -237,10 +241,10 @@ export function isEventOf<K extends keyof EventDataByType>(
 export class StreamDecoder {
   #scratch = Buffer.alloc(0)
 
-  decode(repr: { value: string; encoding?: string }): Buffer {
-    const value = repr.value
+  decode(repr: { value: string | Base64Bytes; encoding?: string }): Buffer {
+    const value = repr.value instanceof Base64Bytes ? repr.value.bytes.toString('latin1') : repr.value
     if (typeof value !== 'string' || value === '') return this.#scratch.subarray(0, 0)
-    const base64 = repr.encoding === 'base64'
+    const base64 = repr.value instanceof Base64Bytes || repr.encoding === 'base64'
     // The most the text can decode to: 3 bytes per 4 characters, or 3 bytes per UTF-16 unit.
     const most = base64 ? ((value.length + 3) >>> 2) * 3 : value.length * 3
     if (this.#scratch.length < most) this.#scratch = Buffer.allocUnsafe(Math.max(most, 2 * this.#scratch.length, 64 * 1024))
