@@ -75,8 +75,7 @@ function escaped(data: Buffer, at: number): boolean {
  */
 function withBase64Value(data: Buffer, start: number, end: number): unknown {
   const bytes = data.subarray(start, end)
-  const backslash = bytes.indexOf(BACKSLASH)
-  if (backslash !== -1 || !isAscii(bytes)) return undefined
+  if (bytes.includes(BACKSLASH) || !isAscii(bytes)) return undefined
   const before = sseText(data.subarray(0, start))
   const after = sseText(data.subarray(end))
   if (before.includes(MARKER_JSON) || after.includes(MARKER_JSON)) return undefined
