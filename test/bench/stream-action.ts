@@ -150,7 +150,7 @@ export async function runStreamingAction(inputs: Record<string, string>, expecte
       child.once('close', (code, sig) => resolve([code, sig]))
     }).finally(() => clearTimeout(timer))
     const peak = memory.stop()
-    const stdoutTail = tail(Buffer.from(lastBytes.subarray(-TAIL_BYTES)).toString('utf8'))
+    const stdoutTail = tail(lastBytes.subarray(-TAIL_BYTES).toString('utf8'))
     const check = clock.check?.finish() ?? { ok: false, printedChars: 0, expectedChars: expected.length, printedLines: 0, difference: 'the Run group never started' }
     const result: StreamedAction = { exitCode, signal, stdoutTail, stderr, outputs: parseFileCommands(readFileSync(files.output, 'utf8')), memory: peak, check }
     if (clock.firstByteAt !== undefined) result.firstByteAt = clock.firstByteAt
