@@ -192,10 +192,3 @@ export class PrintedWindowCheck {
     return JSON.stringify(bytes.subarray(Math.max(0, at - 40), at + 40).toString('utf8'))
   }
 }
-
-/** The check of a whole window at once (the window's closing marker not included). */
-export function checkPrinted(window: Buffer, expected: Buffer): PrintedCheck {
-  const check = new PrintedWindowCheck(expected)
-  check.push(window)
-  return check.finish()
-}

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { checkPrinted, PrintedWindowCheck } from '../bench/printed-check.ts'
+import { PrintedWindowCheck, type PrintedCheck } from '../bench/printed-check.ts'
 
 const CLOSE = Buffer.from('::tok3n::\n')
 const expected = Buffer.from('first line\n##[x] and ##[warning]\n::notice:: here\nsecond, much longer line\n┃ ünïcødé\n')
@@ -7,6 +7,13 @@ const expected = Buffer.from('first line\n##[x] and ##[warning]\n::notice:: here
 const printed = Buffer.from('first line\n#\u200B#[x] and #\u200B#[warning]\n:\u200B:notice:: here\nsecond, much  ↩\nlonger line\n┃ ünïcødé\n')
 const after = Buffer.from('::endgroup::\n')
 const output = Buffer.concat([printed, CLOSE, after])
+
+/** A whole window at once, delimited by the caller (no closing marker to look for). */
+function checkWindow(window: Buffer): PrintedCheck {
+  const check = new PrintedWindowCheck(expected)
+  check.push(window)
+  return check.finish()
+}
 
 /** Feeds `bytes` in pieces cut at `cuts`; returns the check and what the chunks said of the window's end. */
 function feed(bytes: Buffer, cuts: number[]): { check: PrintedWindowCheck; rest: number[] } {
@@ -37,7 +44,7 @@ describe('PrintedWindowCheck (the stream bench checks the printed output as it c
   })
 
   it('counts characters and lines of what matched', () => {
-    const result = checkPrinted(printed, expected)
+    const result = checkWindow(printed)
     expect(result).toEqual({ ok: true, printedChars: [...expected.toString('utf8')].length, expectedChars: [...expected.toString('utf8')].length, printedLines: 6 })
   })
 
@@ -61,7 +68,7 @@ describe('PrintedWindowCheck (the stream bench checks the printed output as it c
   })
 
   it('reports output that stops before all of it was printed, or without its closing marker', () => {
-    expect(checkPrinted(printed.subarray(0, 20), expected).difference).toMatch(/ends at byte 17 of/)
+    expect(checkWindow(printed.subarray(0, 20)).difference).toMatch(/ends at byte 17 of/)
     const { check } = feed(printed, [10])
     expect(check.finish().difference).toMatch(/closing marker was never printed/)
   })
