@@ -51,6 +51,8 @@ describe('parseEventJson: a long base64 output value stays bytes', () => {
       ['short value', outputFrame(randomBytes(100).toString('base64'))],
       ['escaped slashes', Buffer.from(JSON.stringify({ id: 1, type: 'stdout', data: { value: base64, encoding: 'base64' } }).replace(/\//g, '\\/'))],
       ['ascii encoding', outputFrame('x'.repeat(LONG_VALUE_BYTES * 2), { encoding: 'ascii' })],
+      ['ascii encoding, text full of escaped quotes', outputFrame('say "hi" \\ '.repeat(LONG_VALUE_BYTES), { encoding: 'ascii' })],
+      ['the encoding written with escapes', Buffer.from(outputFrame(base64).toString('latin1').replace('"base64"', '"base\\u0036\\u0034"'))],
       ['non-ASCII text in the value', outputFrame('é'.repeat(LONG_VALUE_BYTES))],
       ['the marker elsewhere in the frame', outputFrame(base64, { extra: { note: 'a\u0000b' } })],
       ['a long string in another field first', Buffer.from(JSON.stringify({ command: 'y'.repeat(LONG_VALUE_BYTES * 2), id: 4, type: 'stdout', data: { value: base64, encoding: 'base64' } }))],

@@ -23,6 +23,13 @@ const BACKSLASH = 0x5c
 /** Stands in for the value while the rest of the frame is parsed: JSON text for a string of one NUL. */
 const MARKER_JSON = '\\u0000'
 const MARKER = '\u0000'
+/**
+ * The bytes of the string token `"base64"`. A frame without them cannot have `encoding: "base64"`
+ * written plainly, so its strings are not walked for a value that could not be taken: printable
+ * output travels as `ascii`, its text full of escaped quotes that make the walk slow. (The bytes may
+ * also occur inside other text; then the walk runs and finds no base64 value, as before.)
+ */
+const BASE64_TOKEN = Buffer.from('"base64"')
 
 /** A base64 value as it came in the frame (ASCII, no escapes): a view, valid while the frame is. */
 export class Base64Bytes {
@@ -34,7 +41,7 @@ export class Base64Bytes {
 
 /** Parses a frame's JSON like `JSON.parse(sseText(data))`; throws as it does on what is not JSON. */
 export function parseEventJson(data: Buffer): unknown {
-  const value = data.length >= LONG_VALUE_BYTES ? longStringAt(data) : undefined
+  const value = data.length >= LONG_VALUE_BYTES && data.includes(BASE64_TOKEN) ? longStringAt(data) : undefined
   if (value !== undefined) {
     const parsed = withBase64Value(data, value.start, value.end)
     if (parsed !== undefined) return parsed
