@@ -3,6 +3,7 @@
  * the typed errors of errors.ts, so readers (SSE follower, JSON) can tell a truncated payload from
  * a dropped connection.
  */
+import { Readable } from 'node:stream'
 import { constants as zlibConstants, createGunzip } from 'node:zlib'
 import { CorruptBodyError, RequestTimeoutError, TransportError, TruncatedBodyError } from './errors.ts'
 
@@ -15,11 +16,67 @@ export interface BodyContext {
 
 /** Decodes (when gzip) and maps errors; yields each piece as soon as it can be decoded. */
 export async function* decodeBody(raw: AsyncIterable<Uint8Array>, gzip: boolean, ctx: BodyContext): AsyncGenerator<Uint8Array> {
+  const source = raw instanceof Readable ? { [Symbol.asyncIterator]: () => arrivals(raw) } : raw
   try {
-    if (gzip) yield* gunzipIncrementally(raw)
-    else yield* raw
+    if (gzip) yield* gunzipIncrementally(source)
+    else yield* source
   } catch (error) {
     throw mapBodyError(error, ctx)
+  }
+}
+
+/** Chunks that arrived and were not taken yet, beyond this, pause the stream they come from. */
+const ARRIVED_HIGH_WATER = 64 * 1024
+
+/**
+ * The chunks of a Node stream one by one, as they arrived. The stream's own async iterator reads
+ * with `read()`, which joins every chunk buffered since the last read into a fresh buffer: a copy of
+ * the whole body, made while the reader is busy, which is exactly when chunks pile up (measured: 70
+ * ms per 100 MB of event stream, on top of the decoder's own joining of its input).
+ * `return()` destroys the stream, so a reader parked in `next()` is released at once.
+ */
+function arrivals(stream: Readable): AsyncIterator<Uint8Array> {
+  const queue: Uint8Array[] = []
+  let queuedBytes = 0
+  let ended = false
+  let failure: unknown
+  let wake: (() => void) | undefined
+  const notify = (): void => {
+    const resolve = wake
+    wake = undefined
+    resolve?.()
+  }
+  stream.on('data', (chunk: Uint8Array) => {
+    queue.push(chunk)
+    queuedBytes += chunk.byteLength
+    if (queuedBytes >= ARRIVED_HIGH_WATER) stream.pause()
+    notify()
+  })
+  stream.on('error', (error) => {
+    failure ??= error
+    notify()
+  })
+  // 'close' without 'end' is a stream destroyed without an error: nothing more will come.
+  stream.on('end', () => ((ended = true), notify()))
+  stream.on('close', () => ((ended = true), notify()))
+  return {
+    async next(): Promise<IteratorResult<Uint8Array>> {
+      for (;;) {
+        const chunk = queue.shift()
+        if (chunk !== undefined) {
+          queuedBytes -= chunk.byteLength
+          if (stream.isPaused() && queuedBytes < ARRIVED_HIGH_WATER) stream.resume()
+          return { value: chunk, done: false }
+        }
+        if (failure !== undefined) throw failure
+        if (ended) return { value: undefined, done: true }
+        await new Promise<void>((resolve) => (wake = resolve))
+      }
+    },
+    async return(): Promise<IteratorResult<Uint8Array>> {
+      stream.destroy()
+      return { value: undefined, done: true }
+    },
   }
 }
 

@@ -1,8 +1,11 @@
 /**
  * Response body decoding (body.ts): a gzip stream that arrives as thousands of small sync-flushed
  * pieces, as the service sends one per event, is decoded completely and in order, and a
- * connection that drops still delivers everything before the drop first.
+ * connection that drops still delivers everything before the drop first. A Node stream (what undici
+ * hands out) is taken chunk by chunk as it arrived, never joined into copies, and paused while the
+ * reader is behind.
  */
+import { Readable } from 'node:stream'
 import { constants as zlib, createGzip, gunzipSync } from 'node:zlib'
 import { describe, expect, it } from 'vitest'
 import { decodeBody } from '../../src/http/body.ts'
@@ -64,5 +67,73 @@ describe('decodeBody', () => {
     const arrived = gunzipSync(Buffer.concat(pieces.slice(0, 2500)), { finishFlush: zlib.Z_SYNC_FLUSH }).toString('utf8')
     expect(arrived.length).toBeGreaterThan(frames.join('').length / 4)
     expect(text).toBe(arrived)
+  })
+
+  describe('a Node stream as the body', () => {
+    const chunk = (fill: number, size = 16 * 1024): Buffer => Buffer.alloc(size, fill)
+    const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
+
+    it('hands on each chunk as it arrived, not joined with the ones that arrived with it', async () => {
+      const sent = [chunk(1), chunk(2), chunk(3)]
+      const raw = new Readable({ read: () => undefined })
+      // All three arrive before the reader asks for any.
+      for (const piece of sent) raw.push(piece)
+      raw.push(null)
+      const got: Uint8Array[] = []
+      for await (const piece of decodeBody(raw, false, ctx)) got.push(piece)
+      expect(got).toHaveLength(3)
+      got.forEach((piece, i) => expect(piece).toBe(sent[i]))
+    })
+
+    it('pauses the stream while the reader is behind, and resumes it when the reader catches up', async () => {
+      const raw = new Readable({ read: () => undefined })
+      for (let i = 0; i < 16; i++) raw.push(chunk(i))
+      const reader = decodeBody(raw, false, ctx)[Symbol.asyncIterator]()
+      expect((await reader.next()).done).toBe(false)
+      await nextTurn()
+      // 15 × 16 KiB arrived and not taken: more than the reader may fall behind by.
+      expect(raw.isPaused()).toBe(true)
+      for (let i = 1; i < 16; i++) expect((await reader.next()).done).toBe(false)
+      expect(raw.isPaused()).toBe(false)
+      raw.push(null)
+      expect((await reader.next()).done).toBe(true)
+    })
+
+    it('hands out what arrived before the stream failed, then the failure', async () => {
+      const raw = new Readable({ read: () => undefined })
+      raw.push(chunk(7))
+      raw.push(chunk(8))
+      const reader = decodeBody(raw, false, ctx)[Symbol.asyncIterator]()
+      const first = await reader.next()
+      raw.destroy(Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }))
+      const second = await reader.next()
+      expect([first.value, second.value].map((piece) => (piece as Uint8Array)[0])).toEqual([7, 8])
+      await expect(reader.next()).rejects.toBeInstanceOf(TransportError)
+    })
+
+    it('destroys the stream when the reader stops early, releasing a reader parked for more', async () => {
+      const raw = new Readable({ read: () => undefined })
+      raw.push(chunk(1))
+      const reader = decodeBody(raw, false, ctx)[Symbol.asyncIterator]()
+      expect((await reader.next()).done).toBe(false)
+      await reader.return?.(undefined)
+      expect(raw.destroyed).toBe(true)
+    })
+
+    it('decodes a gzip body from a Node stream completely', async () => {
+      const pieces = await gzipPieces(frames)
+      const raw = new Readable({ read: () => undefined })
+      const { text, error } = await (async () => {
+        const reading = readAll(decodeBody(raw, true, ctx))
+        for (let i = 0; i < pieces.length; i++) {
+          raw.push(pieces[i])
+          if (i % 700 === 0) await nextTurn()
+        }
+        raw.push(null)
+        return reading
+      })()
+      expect(error).toBeUndefined()
+      expect(text).toBe(frames.join(''))
+    })
   })
 })
