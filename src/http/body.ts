@@ -25,7 +25,7 @@ export async function* decodeBody(raw: AsyncIterable<Uint8Array>, gzip: boolean,
   }
 }
 
-/** Chunks that arrived and were not taken yet, beyond this, pause the stream they come from. */
+/** Chunks that arrived and were not taken yet, beyond this, pause the stream they come from (see DECODED_HIGH_WATER). */
 const ARRIVED_HIGH_WATER = 64 * 1024
 
 /**
@@ -80,10 +80,18 @@ function arrivals(stream: Readable): AsyncIterator<Uint8Array> {
   }
 }
 
+/*
+ * How far ahead of the reader the connection and the decoder may run. The queues are kept short on
+ * purpose: a buffer that waits in one while the reader works through a few events outlives two
+ * young-generation collections, and a promoted buffer's memory comes back only with a full
+ * collection. With 1 MiB queues, streaming 100 MB of output ran 17–20 full collections (each
+ * marking the whole heap, ~0.5 s of CPU in all) and now runs 1–2, with lower peak RSS and no
+ * slower: a server that sends faster than the reader keeps short queues as full as long ones.
+ */
 /** Decoded output buffered beyond this pauses the decoder until the reader catches up. */
-const DECODED_HIGH_WATER = 1024 * 1024
+const DECODED_HIGH_WATER = 128 * 1024
 /** Compressed input waiting for the decoder beyond this pauses reading from the connection. */
-const PENDING_HIGH_WATER = 1024 * 1024
+const PENDING_HIGH_WATER = 64 * 1024
 /** Output buffers of the decoder: a whole sync-flushed frame of a large event usually fits one. */
 const GUNZIP_CHUNK_BYTES = 128 * 1024
 
