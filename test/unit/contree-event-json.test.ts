@@ -52,6 +52,7 @@ describe('parseEventJson: a long base64 output value stays bytes', () => {
       ['escaped slashes', Buffer.from(JSON.stringify({ id: 1, type: 'stdout', data: { value: base64, encoding: 'base64' } }).replace(/\//g, '\\/'))],
       ['ascii encoding', outputFrame('x'.repeat(LONG_VALUE_BYTES * 2), { encoding: 'ascii' })],
       ['ascii encoding, text full of escaped quotes', outputFrame('say "hi" \\ '.repeat(LONG_VALUE_BYTES), { encoding: 'ascii' })],
+      ['the encoding far from either end of the frame', Buffer.from(JSON.stringify({ note: 'n'.repeat(2000), data: { encoding: 'base64', value: base64 }, type: 'stdout' }))],
       ['the encoding written with escapes', Buffer.from(outputFrame(base64).toString('latin1').replace('"base64"', '"base\\u0036\\u0034"'))],
       ['non-ASCII text in the value', outputFrame('é'.repeat(LONG_VALUE_BYTES))],
       ['the marker elsewhere in the frame', outputFrame(base64, { extra: { note: 'a\u0000b' } })],
