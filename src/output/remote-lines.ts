@@ -468,6 +468,23 @@ for (let lead = 0xc2; lead <= 0xf4; lead++) {
   SECOND_SPAN[lead] = max - min
 }
 
+/** SIMPLE_UNITS' three bytes of each byte as one little-endian word, written with one store. */
+const SIMPLE_PACKED = new Uint32Array(256)
+for (let b = 0; b < 256; b++) {
+  SIMPLE_PACKED[b] = (SIMPLE_UNITS[3 * b] as number) | ((SIMPLE_UNITS[3 * b + 1] as number) << 8) | ((SIMPLE_UNITS[3 * b + 2] as number) << 16)
+}
+
+/** A DataView of the output buffer, made again only when the output moves to another buffer. */
+let packedView: DataView = new DataView(new ArrayBuffer(0))
+let packedViewBuffer: Buffer | undefined
+function packedViewOf(buf: Buffer): DataView {
+  if (packedViewBuffer !== buf) {
+    packedViewBuffer = buf
+    packedView = new DataView(buf.buffer, buf.byteOffset, buf.length)
+  }
+  return packedView
+}
+
 /**
  * Writes the run of units that take one byte each, starting at `src[from]`, to `buf[o…]` while the
  * widest of them (3 bytes) still fits before `limit`: bytes that are units by themselves, and a lead
@@ -478,6 +495,7 @@ for (let lead = 0xc2; lead <= 0xf4; lead++) {
  * such a branch is mispredicted so often that it costs more than the rest of the loop.
  */
 function simpleRun(width: Uint8Array, src: Buffer, from: number, end: number, buf: Buffer, o: number, limit: number): number {
+  const view = packedViewOf(buf)
   let i = from
   while (i < end && o + 3 <= limit) {
     const b = src[i] as number
@@ -486,9 +504,9 @@ function simpleRun(width: Uint8Array, src: Buffer, from: number, end: number, bu
     const fits = (next - (SECOND_MIN[b] as number)) >>> 0 <= (SECOND_SPAN[b] as number)
     const n = fits ? 0 : (width[b] as number)
     if (n === 0) break
-    buf[o] = SIMPLE_UNITS[3 * b] as number
-    buf[o + 1] = SIMPLE_UNITS[3 * b + 1] as number
-    buf[o + 2] = SIMPLE_UNITS[3 * b + 2] as number
+    // Four bytes written, `n` kept: the next unit overwrites the rest. The fourth byte is still
+    // within the piece's slack (`o + 3 <= limit`), so nothing of the output is touched.
+    view.setUint32(o, SIMPLE_PACKED[b] as number, true)
     o += n
     i++
   }
