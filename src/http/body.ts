@@ -81,17 +81,20 @@ function arrivals(stream: Readable): AsyncIterator<Uint8Array> {
 }
 
 /*
- * How far ahead of the reader the connection and the decoder may run. The queues are kept short on
- * purpose: a buffer that waits in one while the reader works through a few events outlives two
- * young-generation collections, and a promoted buffer's memory comes back only with a full
- * collection. With 1 MiB queues, streaming 100 MB of output ran 17–20 full collections (each
- * marking the whole heap, ~0.5 s of CPU in all) and now runs 1–2, with lower peak RSS and no
- * slower: a server that sends faster than the reader keeps short queues as full as long ones.
+ * How far ahead of the reader the connection and the decoder may run. A buffer that waits in a
+ * queue while the reader works through a few events outlives two young-generation collections, and
+ * a promoted buffer's memory comes back only with a full collection: with 1 MiB of chunks allowed to
+ * wait, streaming 100 MB of output ran 17–20 full collections (each marking the whole heap, ~0.5 s
+ * of CPU in all). Now decoded output waits in a short queue, and compressed input is copied on
+ * arrival into the decoder's own two buffers (see gunzipIncrementally), so the connection's chunks
+ * die young: 1–2 full collections, lower peak RSS. Input may still gather in large batches, as every
+ * batch is a round trip to the thread pool: with 64 KiB batches a stream of 1 KiB events took 15%
+ * longer.
  */
 /** Decoded output buffered beyond this pauses the decoder until the reader catches up. */
 const DECODED_HIGH_WATER = 128 * 1024
-/** Compressed input waiting for the decoder beyond this pauses reading from the connection. */
-const PENDING_HIGH_WATER = 64 * 1024
+/** Compressed input gathered for the decoder beyond this pauses reading from the connection. */
+const PENDING_HIGH_WATER = 256 * 1024
 /** Output buffers of the decoder: a whole sync-flushed frame of a large event usually fits one. */
 const GUNZIP_CHUNK_BYTES = 128 * 1024
 
@@ -135,8 +138,22 @@ async function* gunzipIncrementally(raw: AsyncIterable<Uint8Array>): AsyncGenera
   // Input is handed to the decoder one write at a time, each holding everything that arrived while
   // the previous one was decoded: every write is a round trip to the thread pool, and a server that
   // flushes each small event arrives as thousands of small HTTP chunks.
-  let pending: Uint8Array[] = [first.value]
-  let pendingBytes = first.value.byteLength
+  //
+  // What arrives is copied at once into a buffer that lives as long as the decoder (two of them,
+  // swapped as the decoder takes a batch): the connection's own chunks then die young however long
+  // the batch waits, and a batch can be large without its chunks being promoted.
+  let filling = Buffer.allocUnsafe(Math.max(first.value.byteLength, 64 * 1024))
+  let pendingBytes = 0
+  const take = (chunk: Uint8Array): void => {
+    if (pendingBytes + chunk.byteLength > filling.length) {
+      const grown = Buffer.allocUnsafe(Math.max(pendingBytes + chunk.byteLength, 2 * filling.length))
+      filling.copy(grown, 0, 0, pendingBytes)
+      filling = grown
+    }
+    filling.set(chunk, pendingBytes)
+    pendingBytes += chunk.byteLength
+  }
+  take(first.value)
   let inputDone = false
   let feederWake: (() => void) | undefined
   let readerWake: (() => void) | undefined
@@ -157,8 +174,7 @@ async function* gunzipIncrementally(raw: AsyncIterable<Uint8Array>): AsyncGenera
         if (decodeError !== undefined) break
         const next = await input.next()
         if (next.done) break
-        pending.push(next.value)
-        pendingBytes += next.value.byteLength
+        take(next.value)
         wakeFeeder()
       }
     } catch (error) {
@@ -168,26 +184,17 @@ async function* gunzipIncrementally(raw: AsyncIterable<Uint8Array>): AsyncGenera
     wakeFeeder()
   })()
   void (async () => {
-    // Batches are joined in one buffer, reused once the decoder is done with the last batch.
-    let joined = Buffer.alloc(0)
+    // The buffer the decoder reads from; the other one fills meanwhile.
+    let draining = Buffer.allocUnsafe(filling.length)
     for (;;) {
       if (decodeError !== undefined) return
-      if (pending.length === 0) {
+      if (pendingBytes === 0) {
         if (inputDone) break
         await new Promise<void>((resolve) => (feederWake = resolve))
         continue
       }
-      let batch = pending[0] as Uint8Array
-      if (pending.length > 1) {
-        if (joined.length < pendingBytes) joined = Buffer.allocUnsafe(Math.max(pendingBytes, 2 * joined.length))
-        let at = 0
-        for (const part of pending) {
-          joined.set(part, at)
-          at += part.byteLength
-        }
-        batch = joined.subarray(0, at)
-      }
-      pending = []
+      const batch = filling.subarray(0, pendingBytes)
+      ;[filling, draining] = [draining, filling]
       pendingBytes = 0
       wakeReader()
       // The callback comes once the decoder has taken the batch, later when its reader is behind.
