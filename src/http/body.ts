@@ -29,13 +29,14 @@ export async function* decodeBody(raw: AsyncIterable<Uint8Array>, gzip: boolean,
 const ARRIVED_HIGH_WATER = 64 * 1024
 
 /**
- * The chunks of a Node stream one by one, as they arrived. The stream's own async iterator reads
- * with `read()`, which joins every chunk buffered since the last read into a fresh buffer: a copy of
- * the whole body, made while the reader is busy, which is exactly when chunks pile up (measured: 70
- * ms per 100 MB of event stream, on top of the decoder's own joining of its input).
+ * The chunks of a Node stream one by one, as they arrived (the response body, and the decoder's
+ * output). The stream's own async iterator reads with `read()`, which joins every chunk buffered
+ * since the last read into a fresh buffer: a copy of the whole body, made while the reader is busy,
+ * which is exactly when chunks pile up (measured: 70 ms per 100 MB of event stream). The stream is
+ * paused while `highWater` bytes wait; whatever arrived before a failure is handed out before it;
  * `return()` destroys the stream, so a reader parked in `next()` is released at once.
  */
-function arrivals(stream: Readable): AsyncIterator<Uint8Array> {
+function arrivals(stream: Readable, highWater = ARRIVED_HIGH_WATER): AsyncIterator<Uint8Array> {
   const queue: Uint8Array[] = []
   let queuedBytes = 0
   let ended = false
@@ -49,7 +50,7 @@ function arrivals(stream: Readable): AsyncIterator<Uint8Array> {
   stream.on('data', (chunk: Uint8Array) => {
     queue.push(chunk)
     queuedBytes += chunk.byteLength
-    if (queuedBytes >= ARRIVED_HIGH_WATER) stream.pause()
+    if (queuedBytes >= highWater) stream.pause()
     notify()
   })
   stream.on('error', (error) => {
@@ -65,7 +66,7 @@ function arrivals(stream: Readable): AsyncIterator<Uint8Array> {
         const chunk = queue.shift()
         if (chunk !== undefined) {
           queuedBytes -= chunk.byteLength
-          if (stream.isPaused() && queuedBytes < ARRIVED_HIGH_WATER) stream.resume()
+          if (stream.isPaused() && queuedBytes < highWater) stream.resume()
           return { value: chunk, done: false }
         }
         if (failure !== undefined) throw failure
@@ -107,31 +108,11 @@ async function* gunzipIncrementally(raw: AsyncIterable<Uint8Array>): AsyncGenera
   // Sync-flush each write so every chunk the server flushed is decoded on arrival; finish with
   // Z_FINISH so a stream that stops before its trailer fails loudly instead of ending short.
   const gunzip = createGunzip({ flush: zlibConstants.Z_SYNC_FLUSH, finishFlush: zlibConstants.Z_FINISH, chunkSize: GUNZIP_CHUNK_BYTES })
-  const decoded: Buffer[] = []
-  let decodedBytes = 0
+  // Decoded output is handed out as it comes, ahead of any decoding error.
+  const decoded = arrivals(gunzip, DECODED_HIGH_WATER)
   let decodeError: unknown
   let inputError: unknown
-  let finished = false
-  let wake: (() => void) | undefined
-  const notify = (): void => {
-    const resolve = wake
-    wake = undefined
-    resolve?.()
-  }
-  gunzip.on('data', (chunk: Buffer) => {
-    decoded.push(chunk)
-    decodedBytes += chunk.byteLength
-    if (decodedBytes > DECODED_HIGH_WATER) gunzip.pause()
-    notify()
-  })
-  gunzip.on('error', (error) => {
-    decodeError ??= error
-    notify()
-  })
-  gunzip.on('end', () => {
-    finished = true
-    notify()
-  })
+  gunzip.on('error', (error) => (decodeError ??= error))
   // Not a pipeline: when the connection drops, everything that arrived before the drop is still
   // decoded and handed out first, and only then the connection error is raised.
   //
@@ -210,22 +191,19 @@ async function* gunzipIncrementally(raw: AsyncIterable<Uint8Array>): AsyncGenera
   })()
   try {
     for (;;) {
-      const chunk = decoded.shift()
-      if (chunk !== undefined) {
-        decodedBytes -= chunk.byteLength
-        if (gunzip.isPaused() && decodedBytes <= DECODED_HIGH_WATER / 2) gunzip.resume()
-        yield chunk
-        continue
+      let next: IteratorResult<Uint8Array>
+      try {
+        next = await decoded.next()
+      } catch (error) {
+        // inputError is set before the gunzip stream is ended, so it is known by now.
+        // A dropped connection also leaves the gzip stream unfinished; the drop is the real cause.
+        throw inputError ?? error
       }
-      if (finished || decodeError !== undefined) break
-      await new Promise<void>((resolve) => (wake = resolve))
+      if (next.done) break
+      yield next.value
     }
-    // inputError is set before the gunzip stream is ended, so it is known by now.
-    // A dropped connection also leaves the gzip stream unfinished; the drop is the real cause.
-    if (inputError !== undefined) throw inputError
-    if (decodeError !== undefined) throw decodeError
   } finally {
-    if (!finished) gunzip.destroy()
+    await decoded.return?.()
     // The feeder may be parked in input.next(); an async iterator queues return() behind it, so
     // destroy the source first or an early stop would wait for the server's next byte.
     const destroy = (raw as { destroy?: unknown }).destroy
