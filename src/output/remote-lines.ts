@@ -71,12 +71,12 @@ const BASE_CLASSES = (() => {
 
 /**
  * Bytes that can be one unit by themselves, in bytes that may not be UTF-8: what each prints as
- * (3 bytes per byte, the unused ones ignored) and its width (0 for every other byte). A byte ≥ 0x80
- * is one U+FFFD, as sequenceAt reads it: always when it can never start a character (80..C1,
- * F5..FF), and a lead byte when its next byte cannot continue it (simpleRun checks that). The
- * token's first letter is taken out per instance.
+ * (up to 3 bytes as one little-endian word, written with one store) and its width (0 for every other
+ * byte). A byte ≥ 0x80 is one U+FFFD, as sequenceAt reads it: always when it can never start a
+ * character (80..C1, F5..FF), and a lead byte when its next byte cannot continue it (simpleRun
+ * checks that). The token's first letter is taken out per instance.
  */
-const SIMPLE_UNITS = new Uint8Array(3 * 256)
+const SIMPLE_PACKED = new Uint32Array(256)
 const SIMPLE_WIDTH = (() => {
   const width = new Uint8Array(256)
   for (let b = 0; b < 256; b++) {
@@ -85,7 +85,7 @@ const SIMPLE_WIDTH = (() => {
     if (kind === COPY) bytes = [b]
     else if (kind === CONTROL) bytes = [0xe2, 0x90, b === DEL ? 0xa1 : 0x80 + b]
     else if (kind === HIGH) bytes = [0xef, 0xbf, 0xbd]
-    bytes.forEach((value, k) => (SIMPLE_UNITS[3 * b + k] = value))
+    SIMPLE_PACKED[b] = bytes.reduce((word, value, k) => word | (value << (8 * k)), 0)
     width[b] = bytes.length
   }
   return width
@@ -466,12 +466,6 @@ for (let lead = 0xc2; lead <= 0xf4; lead++) {
   const max = lead === 0xed ? 0x9f : lead === 0xf4 ? 0x8f : 0xbf
   SECOND_MIN[lead] = min
   SECOND_SPAN[lead] = max - min
-}
-
-/** SIMPLE_UNITS' three bytes of each byte as one little-endian word, written with one store. */
-const SIMPLE_PACKED = new Uint32Array(256)
-for (let b = 0; b < 256; b++) {
-  SIMPLE_PACKED[b] = (SIMPLE_UNITS[3 * b] as number) | ((SIMPLE_UNITS[3 * b + 1] as number) << 8) | ((SIMPLE_UNITS[3 * b + 2] as number) << 16)
 }
 
 /** A DataView of the output buffer, made again only when the output moves to another buffer. */
