@@ -456,16 +456,15 @@ let simpleRunEnd = 0
 
 /**
  * For a byte that can start a sequence of 2 to 4 bytes (C2..F4): the range its second byte must
- * fall in (as utf8-stream.ts's sequenceAt checks it), as its lowest value and the range's width;
- * for every other byte a lowest value that no byte reaches.
+ * fall in (as utf8-stream.ts's sequenceAt checks it), as one word: the lowest value in the low 16
+ * bits, the range's width above them. For every other byte a lowest value that no byte reaches.
+ * One word, so the check costs one lookup.
  */
-const SECOND_MIN = new Int32Array(256).fill(0x100)
-const SECOND_SPAN = new Int32Array(256)
+const SECOND_RANGE = new Int32Array(256).fill(0x100)
 for (let lead = 0xc2; lead <= 0xf4; lead++) {
   const min = lead === 0xe0 ? 0xa0 : lead === 0xf0 ? 0x90 : 0x80
   const max = lead === 0xed ? 0x9f : lead === 0xf4 ? 0x8f : 0xbf
-  SECOND_MIN[lead] = min
-  SECOND_SPAN[lead] = max - min
+  SECOND_RANGE[lead] = min | ((max - min) << 16)
 }
 
 /** A DataView of the output buffer, made again only when the output moves to another buffer. */
@@ -490,13 +489,16 @@ function packedViewOf(buf: Buffer): DataView {
  */
 function simpleRun(width: Uint8Array, src: Buffer, from: number, end: number, buf: Buffer, o: number, limit: number): number {
   const view = packedViewOf(buf)
+  // The last byte is left to the general path, so every byte here has a next one.
+  const last = end - 1
+  const lastOut = limit - 3
   let i = from
-  while (i < end && o + 3 <= limit) {
+  while (i < last && o <= lastOut) {
     const b = src[i] as number
-    const next = i + 1 < end ? (src[i + 1] as number) : -1
     // A lead byte with a second byte that fits may start a valid character: sequenceAt reads it.
-    const fits = (next - (SECOND_MIN[b] as number)) >>> 0 <= (SECOND_SPAN[b] as number)
-    const n = fits ? 0 : (width[b] as number)
+    const range = SECOND_RANGE[b] as number
+    if (((src[i + 1] as number) - (range & 0xffff)) >>> 0 <= range >>> 16) break
+    const n = width[b] as number
     if (n === 0) break
     // Four bytes written, `n` kept: the next unit overwrites the rest. The fourth byte is still
     // within the piece's slack (`o + 3 <= limit`), so nothing of the output is touched.

@@ -100,6 +100,18 @@ describe('byte-level line writer', () => {
     expect(printed(splitAt(bytes, [...bytes.keys()])).lines).toEqual(expected)
   })
 
+  it('in bytes that are not UTF-8, reads every lead byte with every second byte as a decoder does', () => {
+    // Each line starts with a byte that is never UTF-8, so the line writer takes its path for bytes
+    // that may not be text; then a lead byte, any second byte, and continuation bytes that complete
+    // the character when the second byte is in its lead's range (edges included) and not otherwise.
+    const parts: number[] = [0x78, 0x0a]
+    for (let lead = 0xc0; lead <= 0xff; lead++) {
+      for (let second = 0; second <= 0xff; second++) parts.push(0xff, lead, second, 0x80, 0x80, 0x61, 0x0a)
+    }
+    const bytes = Buffer.from(parts)
+    expect(printed([bytes]).lines).toEqual(stringRules(bytes))
+  })
+
   it('cuts long lines into marked pieces within maxLineBytes that hold the whole line, however it is chunked', () => {
     const random = rng(5)
     const maxLineBytes = 40
