@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest'
+import { CONTINUATION_MARKER } from '../../src/output/remote-log.ts'
 import { PrintedWindowCheck, type PrintedCheck } from '../bench/printed-check.ts'
 
 const CLOSE = Buffer.from('::tok3n::\n')
@@ -40,6 +41,19 @@ describe('PrintedWindowCheck (the stream bench checks the printed output as it c
         const end = [a, b, output.length][completing] as number
         expect(rest[completing]).toBe(end - (printed.length + CLOSE.length))
       }
+    }
+  })
+
+  it('takes out a continuation marker whose first byte is what was expected there', () => {
+    // The line `ab  cd` cut after `ab `: the marker's space stands where the line's second space
+    // was expected, so the bytes differ only from the marker's second byte on.
+    const line = Buffer.from('ab  cd\n')
+    const cut = Buffer.concat([Buffer.from(`ab ${CONTINUATION_MARKER}\n cd\n`), CLOSE])
+    for (let a = 0; a <= cut.length; a++) {
+      const check = new PrintedWindowCheck(line, CLOSE)
+      check.push(cut.subarray(0, a))
+      check.push(cut.subarray(a))
+      expect(check.finish(), `cut at ${a}`).toMatchObject({ ok: true, printedLines: 2 })
     }
   })
 
