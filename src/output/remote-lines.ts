@@ -305,7 +305,8 @@ export class RemoteLines {
         // Most runs stop at a character of 2 or 3 bytes (a lead byte whose second byte fits), or at
         // a `#` or the token's first letter that starts no unit. Those are taken here and the run
         // goes on: the general path below costs twice as much per stop, and in random bytes a run
-        // stops every 16 bytes or so.
+        // stops every 16 bytes or so. As in simpleRun, a unit is written with one four-byte store
+        // whose last byte lies in the piece's slack.
         while (i + 2 < end && o + 3 <= limit) {
           const lead = src[i] as number
           if (lead < 0xc2 || lead > 0xef) {

@@ -179,6 +179,7 @@ export class PrintedWindowCheck {
       }
       start--
       this.#matched += start - at
+      // The marker's line break ends a printed line: counted, as the line count needs it.
       if (insertion === CONTINUATION) this.#continuations++
       at = start + insertion.length
     }
